@@ -26,7 +26,7 @@ public sealed class AdadeltaFlags
     private readonly Option<int?> _emaOverwrite = new("--ema-overwrite-frequency") { Description = "Overwrite the parameters with their EMA every N steps (needs --use-ema)." };
     private readonly Option<int?> _accumulation = new("--gradient-accumulation-steps") { Description = "Apply the mean of N micro-batch gradients every N steps (Keras 3 gradient_accumulation_steps)." };
     private readonly Option<string[]> _group = new("--group") { Description = "PATTERN:key=value,... a parameter group with its own lr, rho, epsilon, weight_decay, l2 (or frozen); the first matching group wins; repeatable.", Arity = ArgumentArity.ZeroOrMore };
-    private readonly Option<string[]> _frozen = new("--frozen") { Description = "PATTERN: parameters whose name contains it are not trained (unchanged, no state); repeatable.", Arity = ArgumentArity.ZeroOrMore };
+    private readonly Option<string[]> _frozen = BuildTrainingFlags.FreezeOption();
     private readonly Option<bool> _fp32State = new("--fp32-state") { Description = "Keep the optimizer state of float16/bfloat16 parameters in float32 (default: the parameter's dtype, as Keras)." };
     private readonly Option<bool> _masterWeights = new("--master-weights") { Description = "Keep a float32 master copy of each float16/bfloat16 parameter; the update applies to it and the parameter is its cast (PyTorch AMP master weights)." };
     private readonly Option<string?> _schedule = new("--schedule") { Description = "Learning-rate schedule, e.g. exponential:initial=1.0,decay_steps=100,decay_rate=0.96 (see README)." };
@@ -36,6 +36,9 @@ public sealed class AdadeltaFlags
 
     private Option[] All => [_preset, _lr, _rho, _epsilon, _name, _clipNorm, _clipValue, _globalClipNorm, _weightDecay, _l2, _exclude,
         _maximize, _decay, _lossScale, _useEma, _emaMomentum, _emaOverwrite, _accumulation, _group, _frozen, _fp32State, _masterWeights, _schedule, _grad, _params, _keepGradients];
+
+    /// <summary>The <c>--freeze</c> flag, which <see cref="BuildTrainingFlags"/> shares on <c>train</c>.</summary>
+    public Option<string[]> Freeze => _frozen;
 
     /// <summary>Adds the flags to <paramref name="command"/>.</summary>
     public void AddTo(Command command)

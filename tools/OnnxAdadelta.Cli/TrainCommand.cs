@@ -29,7 +29,7 @@ public static class TrainCommand
         var checkpoint = new Option<string?>("--checkpoint") { Description = "With an ONNX Runtime training model (generate_artifacts): its checkpoint, holding the parameter values." };
         var eval = new Option<string?>("--eval") { Description = "After training, report accuracy (or MSE) of the exported model on this .npz (held-out data)." };
         var flags = new AdadeltaFlags();
-        var build = new BuildTrainingFlags();
+        var build = new BuildTrainingFlags(flags.Freeze);
         var command = new Command("train", "Train with Adadelta on ONNX Runtime and write a checkpoint to resume from.") { input, data, steps, device, log, output, eval, threads, checkpoint };
         common.AddTo(command);
         flags.AddTo(command);
@@ -48,7 +48,7 @@ public static class TrainCommand
             {
                 if (isStep) throw new ArgumentException($"{path} is already a training-step model; --loss applies only to inference models.");
                 if (isArtifact) throw new ArgumentException($"{path} is an ONNX Runtime training model; --loss applies only to inference models.");
-                model = build.Build(model, r);
+                model = build.Build(model, r, io);
             }
             if (!isStep)
             {

@@ -112,6 +112,8 @@ public static partial class GradientRules
             // Float-to-float casts only: integer values carry no gradient and never reach here.
             c.SetGI(0, c.Op("CastLike", [c.GO(0)!, c.I(0)]));
         }, null, "Cast");
+        // CastLike(x, like): only x carries a gradient, cast back to x's type; 'like' lends its type alone.
+        Add(r, c => c.SetGI(0, c.Op("CastLike", [c.GO(0)!, c.I(0)])), Inputs(0), "CastLike");
     }
 
     /// <summary>

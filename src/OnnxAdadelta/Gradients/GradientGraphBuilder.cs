@@ -15,26 +15,44 @@ public enum LossKind
     /// <summary>Mean squared error against a float target input of the output's shape.</summary>
     Mse,
 
+    /// <summary>Negative log-likelihood of integer labels under the output's class probabilities (mean).</summary>
+    Nll,
+
+    /// <summary>Binary cross-entropy (mean) against a float target of the output's shape, on logits: a Sigmoid's input where the output is a Sigmoid's output.</summary>
+    Bce,
+
     /// <summary>The named output is already a scalar loss.</summary>
     Output,
 }
 
-/// <summary>What <see cref="GradientGraphBuilder.Build"/> differentiates, and with respect to what.</summary>
+/// <summary>What <see cref="GradientGraphBuilder.Build(ModelProto, BuildTrainingOptions)"/> differentiates, and with respect to what.</summary>
 public sealed record BuildTrainingOptions
 {
     /// <summary>The loss to append.</summary>
     public required LossKind Loss { get; init; }
 
-    /// <summary>The model output the loss reads (or that is the loss).</summary>
+    /// <summary>The float value the loss reads (or that is the loss): a graph output or any other value of the graph.</summary>
     public required string Output { get; init; }
+
+    /// <summary>
+    /// The class axis of <see cref="Output"/> for cross-entropy and nll (negative counts from the end). Default: the
+    /// axis of a Softmax that produced it, else the one the label input's shape leaves out, else 1 for rank 2.
+    /// </summary>
+    public int? ClassAxis { get; init; }
+
+    /// <summary>Fixed sizes for symbolic dimensions of graph inputs (null keeps a dimension as it is); see <see cref="InputShapes"/>.</summary>
+    public IReadOnlyDictionary<string, long?[]> InputShapes { get; init; } = new Dictionary<string, long?[]>();
 
     /// <summary>The label/target input; default <c>labels</c> for cross-entropy and <c>target</c> for mse.</summary>
     public string? Target { get; init; }
 
-    /// <summary>Parameters to leave untrained.</summary>
+    /// <summary>Parameters to leave untrained: exact names, or patterns (a substring; <c>*</c> matches anything).</summary>
     public IReadOnlyList<string> Freeze { get; init; } = [];
 
-    /// <summary>If not empty, only these parameters are trained (graph inputs without values included).</summary>
+    /// <summary>
+    /// If not empty, only these are trained, and the default exclusions do not apply: exact names (graph inputs without
+    /// values included), or patterns over initializer names.
+    /// </summary>
     public IReadOnlyList<string> Trainable { get; init; } = [];
 }
 
@@ -54,17 +72,24 @@ public static class GradientGraphBuilder
 
     /// <summary>Builds the training graph; <paramref name="inference"/> is left unchanged.</summary>
     /// <exception cref="OnnxAdadeltaException">Bad options or an op without a rule; the message names the culprit.</exception>
-    public static ModelProto Build(ModelProto inference, BuildTrainingOptions options)
+    public static ModelProto Build(ModelProto inference, BuildTrainingOptions options) => Build(inference, options, out _);
+
+    /// <summary>
+    /// Builds the training graph, and reports which parameters train (and why the others do not) and the decisions
+    /// worth telling the user.
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">Bad options or an op without a rule; the message names the culprit.</exception>
+    public static ModelProto Build(ModelProto inference, BuildTrainingOptions options, out BuildTrainingReport report)
     {
         var model = inference.Clone();
         var graph = model.Graph;
+        InputShapes.Apply(model, options.InputShapes);
         Opsets.RaiseForRewrite(model);
         GraphPasses.TopologicalSort(graph);
-        if (!graph.Output.Any(o => o.Name == options.Output))
-            throw new OnnxAdadeltaException($"--output {options.Output}: the model has no output '{options.Output}'; outputs: {string.Join(", ", graph.Output.Select(o => o.Name))}.");
         var originalOutputs = graph.Output.Select(o => o.Clone()).ToList();
         var builder = new GraphBuilder(graph);
-        var loss = AppendLoss(model, builder, options);
+        var notes = new List<string>();
+        var loss = TrainingLoss.Append(model, builder, options, notes);
         var types = ShapeInference.Infer(model);
         var lossType = types.GetValueOrDefault(loss);
         if (lossType is { Dims: { } lossDims } && lossDims.Any(d => d != 1))
@@ -74,7 +99,8 @@ public static class GradientGraphBuilder
 
         var index = new GraphIndex(graph);
         var reaches = ValuesReachingLoss(graph, types, loss);
-        var parameters = ChooseParameters(graph, index, types, reaches, options, loss);
+        var (parameters, choices) = ParameterSelection.Choose(graph, index, types, reaches, options, loss);
+        report = new BuildTrainingReport(choices, notes);
         var (required, origin) = ValuesRequiringGradient(graph, types, parameters);
 
         var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal);
@@ -136,38 +162,6 @@ public static class GradientGraphBuilder
     private static GradientRuleInfo? RuleFor(NodeProto node) =>
         node.Domain is "" or "ai.onnx" ? GradientRules.Find(node.OpType) : null;
 
-    private static string AppendLoss(ModelProto model, GraphBuilder b, BuildTrainingOptions o)
-    {
-        var graph = model.Graph;
-        var output = graph.Output.Single(x => x.Name == o.Output);
-        if (o.Loss == LossKind.Output) return o.Output;
-        var target = o.Target ?? (o.Loss == LossKind.CrossEntropy ? "labels" : "target");
-        var existing = graph.Input.FirstOrDefault(i => i.Name == target);
-        var outType = output.Type?.TensorType ?? throw new OnnxAdadeltaException($"Output '{o.Output}' has no tensor type.");
-        if (o.Loss == LossKind.CrossEntropy)
-        {
-            if (existing is null)
-            {
-                if (b.IsTaken(target)) throw new OnnxAdadeltaException($"--target {target}: the name is already used by a value that is not a graph input.");
-                var dims = outType.Shape?.Dim.Where((_, k) => k != 1).ToList();
-                var info = new ValueInfoProto { Name = b.Reserve(target), Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)DataType.Int64, Shape = dims is null ? null : new TensorShapeProto { Dim = { dims.Select(d => d.Clone()) } } } } };
-                graph.Input.Add(info);
-            }
-            else if (existing.Type.ElementType() is not (DataType.Int64 or DataType.Int32))
-                throw new OnnxAdadeltaException($"--target {target}: the input is {existing.Type.Describe()}; cross-entropy needs integer class labels.");
-            return b.Add("SoftmaxCrossEntropyLoss", [o.Output, target], LossName, GraphBuilder.Attr("reduction", "mean"));
-        }
-        if (existing is null)
-        {
-            if (b.IsTaken(target)) throw new OnnxAdadeltaException($"--target {target}: the name is already used by a value that is not a graph input.");
-            graph.Input.Add(new ValueInfoProto { Name = b.Reserve(target), Type = output.Type.Clone() });
-        }
-        else if (existing.Type.ElementType() != (DataType)outType.ElemType)
-            throw new OnnxAdadeltaException($"--target {target}: the input is {existing.Type.Describe()}, the output '{o.Output}' is {output.Type.Describe()}.");
-        var diff = b.Add("Sub", [o.Output, target], $"{LossName}/diff");
-        return b.Add("ReduceMean", [b.Add("Mul", [diff, diff], $"{LossName}/squared")], LossName, GraphBuilder.Attr("keepdims", 0L));
-    }
-
     /// <summary>Values from which a float gradient path leads to the loss.</summary>
     private static HashSet<string> ValuesReachingLoss(GraphProto graph, IReadOnlyDictionary<string, ValueType> types, string loss)
     {
@@ -184,34 +178,6 @@ public static class GradientGraphBuilder
             }
         }
         return reaches;
-    }
-
-    private static List<string> ChooseParameters(GraphProto graph, GraphIndex index, IReadOnlyDictionary<string, ValueType> types,
-        HashSet<string> reaches, BuildTrainingOptions o, string loss)
-    {
-        foreach (var name in o.Trainable.Concat(o.Freeze))
-            if (!index.Initializers.ContainsKey(name) && !index.Inputs.ContainsKey(name))
-                throw new OnnxAdadeltaException($"Parameter '{name}' (named by {(o.Trainable.Contains(name) ? "--trainable" : "--freeze")}) is neither an initializer nor an input of the model.");
-        List<string> chosen;
-        if (o.Trainable.Count > 0)
-        {
-            foreach (var name in o.Trainable)
-            {
-                if (types.GetValueOrDefault(name)?.IsFloat != true)
-                    throw new OnnxAdadeltaException($"--trainable {name}: the value is {types.GetValueOrDefault(name)?.ElementType.ToString() ?? "of unknown type"}; only float parameters are trainable.");
-                if (!reaches.Contains(name))
-                    throw new OnnxAdadeltaException($"--trainable {name}: no differentiable path leads from '{name}' to the loss '{loss}'.");
-            }
-            chosen = [.. o.Trainable];
-        }
-        else
-        {
-            chosen = graph.Initializer.Where(t => reaches.Contains(t.Name) && types.GetValueOrDefault(t.Name)?.IsFloat == true).Select(t => t.Name).ToList();
-        }
-        chosen = chosen.Except(o.Freeze).Distinct().ToList();
-        if (chosen.Count == 0)
-            throw new OnnxAdadeltaException($"No trainable parameter has a differentiable path to the loss '{loss}' (float initializers, or inputs named with --trainable).");
-        return chosen;
     }
 
     private static (HashSet<string> Required, Dictionary<string, string> Origin) ValuesRequiringGradient(

@@ -44,10 +44,83 @@ public static class ShapeInference
                 if (meta.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR)
                     result[name] = new ValueType(FromOrt(meta.ElementDataType), meta.Dimensions.Select(d => d < 0 ? (long?)null : d).ToArray(),
                         meta.SymbolicDimensions.Select(d => string.IsNullOrEmpty(d) ? null : d).ToArray());
+            ResolveUnknownRanks(model.Graph, session, result);
         }
         foreach (var t in model.Graph.Initializer)
             result.TryAdd(t.Name, new ValueType((DataType)t.DataType, t.Dims.Select(d => (long?)d).ToArray()));
         return result;
+    }
+
+    /// <summary>
+    /// ONNX Runtime reports a value whose shape it could not infer with no dimensions, exactly like a scalar. Such
+    /// node outputs (those not provably scalar: outputs of Constant nodes and of ops that always return a scalar are
+    /// left alone) get their rank from one run of the model on small placeholder inputs (every symbolic dimension set
+    /// to 2, then 16, then 1, until a run succeeds): ranks do not change with sizes, so the dimensions stay unknown
+    /// but the rank is right. Where no run succeeds, their rank becomes unknown (null), so that a rule that needs it
+    /// fails naming the value instead of reading it as 0.
+    /// </summary>
+    private static void ResolveUnknownRanks(GraphProto graph, InferenceSession session, Dictionary<string, ValueType> types)
+    {
+        var declared = graph.Initializer.Select(t => t.Name).Concat(graph.Input.Select(i => i.Name)).ToHashSet(StringComparer.Ordinal);
+        var unknown = graph.Node.Where(n => n.OpType != "Constant").SelectMany(n => n.Output)
+            .Where(o => o.Length > 0 && !declared.Contains(o) && types.TryGetValue(o, out var t) && t.Dims is { Length: 0 })
+            .Distinct().ToArray();
+        // A rank the model itself declares (value_info) settles it without a run.
+        var declaredRanks = graph.ValueInfo.Where(v => v.Type?.TensorType?.Shape is not null)
+            .GroupBy(v => v.Name, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().Type.TensorType.Shape.Dim.Count, StringComparer.Ordinal);
+        foreach (var name in unknown)
+            if (declaredRanks.TryGetValue(name, out var r) && r > 0) types[name] = types[name] with { Dims = new long?[r], Symbols = new string?[r] };
+        unknown = unknown.Where(n => !declaredRanks.ContainsKey(n)).ToArray();
+        if (unknown.Length == 0) return;
+        foreach (var size in new long[] { 2, 16, 1 })
+        {
+            var ranks = TryRun(session, unknown, size);
+            if (ranks is null) continue;
+            foreach (var (name, rank) in ranks)
+                if (rank > 0) types[name] = types[name] with { Dims = new long?[rank], Symbols = new string?[rank] };
+            return;
+        }
+        foreach (var name in unknown) types[name] = types[name] with { Dims = null, Symbols = null };
+    }
+
+    private static Dictionary<string, int>? TryRun(InferenceSession session, string[] outputs, long symbolicSize)
+    {
+        var feeds = new List<OrtValue>();
+        try
+        {
+            var names = new List<string>();
+            foreach (var (name, meta) in session.InputMetadata)
+            {
+                if (meta.OnnxValueType != OnnxValueType.ONNX_TYPE_TENSOR) return null;
+                var shape = meta.Dimensions.Select(d => d < 0 ? symbolicSize : (long)d).ToArray();
+                var value = Placeholder(meta.ElementDataType, shape);
+                if (value is null) return null;
+                feeds.Add(value);
+                names.Add(name);
+            }
+            using var run = new RunOptions();
+            using var results = session.Run(run, names, feeds, outputs);
+            return outputs.Zip(results).ToDictionary(p => p.First, p => p.Second.GetTensorTypeAndShape().Shape.Length, StringComparer.Ordinal);
+        }
+        catch (OnnxRuntimeException) { return null; }
+        finally { foreach (var f in feeds) f.Dispose(); }
+    }
+
+    /// <summary>A placeholder input: zeros for integers and bools (valid indices and flags), 0.5 for floats.</summary>
+    private static OrtValue? Placeholder(TensorElementType type, long[] shape)
+    {
+        var n = (int)shape.Aggregate(1L, (a, b) => a * b);
+        return type switch
+        {
+            TensorElementType.Float => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(0.5f, n).ToArray(), shape),
+            TensorElementType.Double => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(0.5, n).ToArray(), shape),
+            TensorElementType.Float16 => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((Float16)0.5f, n).ToArray(), shape),
+            TensorElementType.Int64 => OrtValue.CreateTensorValueFromMemory(new long[n], shape),
+            TensorElementType.Int32 => OrtValue.CreateTensorValueFromMemory(new int[n], shape),
+            TensorElementType.Bool => OrtValue.CreateTensorValueFromMemory(new bool[n], shape),
+            TensorElementType.UInt8 => OrtValue.CreateTensorValueFromMemory(new byte[n], shape),
+            _ => null,
+        };
     }
 
     private static DataType FromOrt(TensorElementType t) => t switch

@@ -19,7 +19,7 @@ public class BuildTrainingCliTests : IDisposable
         var training = _dir.File("mlp.training.onnx");
         var r = CliRunner.Run("build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--freeze", "b2", "-o", training);
         Assert.True(r.ExitCode == 0, r.Err);
-        Assert.Contains("3 trainable parameters (W1, b1, W2)", r.Out);
+        Assert.Contains("parameters: 3 trainable (9,600 values), 1 left out (1 --freeze)", r.Out);
         var graph = TrainingGraph.Analyze(ModelIO.Load(training));
         Assert.Equal(["W1", "b1", "W2"], graph.Parameters.Select(p => p.Name));
         Assert.Equal(["X", "labels"], graph.DataInputs);
@@ -72,10 +72,10 @@ public class BuildTrainingCliTests : IDisposable
     public void BadInput()
     {
         Fails("The loss 'logits' has shape [?,10]; a scalar is expected", "build-training", Model("digits-mlp.onnx"), "--loss", "output", "--output", "logits");
-        Fails("Parameter 'W9' (named by --trainable) is neither an initializer nor an input of the model.", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--trainable", "W9");
-        Fails("Parameter 'bias' (named by --freeze) is neither", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--freeze", "bias");
-        Fails("No trainable parameter has a differentiable path to the loss", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--freeze", "W1", "--freeze", "b1", "--freeze", "W2", "--freeze", "b2");
-        Fails("--loss hinge: expected cross-entropy, mse or output.", "build-training", Model("digits-mlp.onnx"), "--loss", "hinge", "--output", "logits");
+        Fails("Parameter 'W9' (named by --trainable) matches no float initializer of the model (an exact name may also be a graph input).", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--trainable", "W9");
+        Fails("Parameter 'bias' (named by --freeze) matches no float initializer", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--freeze", "bias");
+        Fails("Every parameter with a path to the loss 'loss' is left out (4 --freeze)", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--freeze", "W1", "--freeze", "b1", "--freeze", "W2", "--freeze", "b2");
+        Fails("--loss hinge: expected cross-entropy, nll, bce, mse or output.", "build-training", Model("digits-mlp.onnx"), "--loss", "hinge", "--output", "logits");
         Fails("--eval nowhere.npz: no such file.", "train", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--data", Data("test"), "--steps", "1", "--eval", "nowhere.npz");
         Fails("--steps 0: expected at least 1.", "train", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--data", Data("test"), "--steps", "0");
         Fails("has no array 'labels' for graph input 'labels'", "train", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--target", "labels", "--data", MissingLabels(), "--steps", "1");

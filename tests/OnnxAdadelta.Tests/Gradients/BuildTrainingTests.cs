@@ -94,12 +94,12 @@ public class BuildTrainingTests
     {
         Assert.Equal("The loss 'y' has shape [?,4]; a scalar is expected (use --loss cross-entropy or mse, or output a scalar).",
             Fails(new BuildTrainingOptions { Loss = LossKind.Output, Output = "y" }));
-        Assert.Equal("Parameter 'nope' (named by --trainable) is neither an initializer nor an input of the model.",
+        Assert.Equal("Parameter 'nope' (named by --trainable) matches no float initializer of the model (an exact name may also be a graph input).",
             Fails(new BuildTrainingOptions { Loss = LossKind.Mse, Output = "y", Trainable = ["nope"] }));
-        Assert.Equal("Parameter 'ghost' (named by --freeze) is neither an initializer nor an input of the model.",
+        Assert.Equal("Parameter 'ghost' (named by --freeze) matches no float initializer of the model (an exact name may also be a graph input).",
             Fails(new BuildTrainingOptions { Loss = LossKind.Mse, Output = "y", Freeze = ["ghost"] }));
-        Assert.StartsWith("--output z: the model has no output 'z'", Fails(new BuildTrainingOptions { Loss = LossKind.Mse, Output = "z" }));
-        Assert.Equal("No trainable parameter has a differentiable path to the loss 'loss' (float initializers, or inputs named with --trainable).",
+        Assert.StartsWith("--output z: the model has no value 'z'", Fails(new BuildTrainingOptions { Loss = LossKind.Mse, Output = "z" }));
+        Assert.Equal("Every parameter with a path to the loss 'loss' is left out (2 --freeze); name the ones to train with --trainable.",
             Fails(new BuildTrainingOptions { Loss = LossKind.Mse, Output = "y", Freeze = ["w", "b"] }));
         var unconnected = Model();
         unconnected.Graph.Initializer.Add(Tensors.Create("spare", [1f], 1));

@@ -52,7 +52,7 @@ public class ReadmeTests
         var start = Readme.IndexOf("<!-- GRADIENT-OPS -->", StringComparison.Ordinal);
         var end = Readme.IndexOf("<!-- /GRADIENT-OPS -->", StringComparison.Ordinal);
         Assert.True(start >= 0 && end > start, "README lacks the GRADIENT-OPS block");
-        var listed = Regex.Matches(Readme[start..end], "`([A-Za-z]+)`").Select(m => m.Groups[1].Value).ToHashSet();
+        var listed = Regex.Matches(Readme[start..end], "`([A-Za-z0-9]+)`").Select(m => m.Groups[1].Value).ToHashSet();
         Assert.Equal(OnnxAdadelta.Gradients.GradientRules.Supported.Order(StringComparer.Ordinal), listed.Order(StringComparer.Ordinal));
     }
 

@@ -103,31 +103,3 @@ public class ElementwiseGradientTests
         Check("Mul", [Random("x", S, 30)], nodeInputs: ["x", "x"]);
     }
 }
-
-public class ReductionGradientTests
-{
-    [Theory]
-    [InlineData("ReduceSum")]
-    [InlineData("ReduceMean")]
-    [InlineData("ReduceMax")]
-    public void AxesAsInputWithAndWithoutKeepdims(string op)
-    {
-        Check(op, [Random("x", [2, 3, 4], 40), Int64("axes", [1], 1)], [A.Attr("keepdims", 0L)], opset: 18);
-        Check(op, [Random("x", [2, 3, 4], 41), Int64("axes", [-1, 0], 2)], [A.Attr("keepdims", 1L)], opset: 18);
-        Check(op, [Random("x", [2, 3], 42)], [A.Attr("keepdims", 0L)], opset: 18); // all axes
-    }
-
-    [Theory]
-    [InlineData("ReduceMean")]
-    [InlineData("ReduceMax")]
-    public void AxesAsAttributeBeforeOpset18(string op)
-    {
-        Check(op, [Random("x", [2, 3, 4], 43)], [A.Attr("axes", new long[] { 2 }), A.Attr("keepdims", 0L)], opset: 17);
-    }
-
-    [Fact]
-    public void NoopWithEmptyAxesIsAnIdentity()
-    {
-        Check("ReduceSum", [Random("x", [2, 3], 44)], [A.Attr("noop_with_empty_axes", 1L)], opset: 18);
-    }
-}

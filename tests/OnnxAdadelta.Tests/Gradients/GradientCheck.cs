@@ -56,15 +56,18 @@ internal static class GradientCheck
     /// <summary>
     /// Runs the check; fails with the worst element when analytic and numeric gradients differ by more than
     /// atol + rtol·max(|analytic|, |numeric|). float64 unless <paramref name="float32"/> (for ops ORT has no float64 kernel of).
+    /// <paramref name="symbols"/> declares dimensions of differentiable inputs as symbolic (dim_param), one entry per
+    /// axis ("" keeps the size static), so that rules meet the shapes exported models have.
     /// </summary>
     public static void Check(string op, In[] inputs, AttributeProto[]? attributes = null, int outputs = 1, bool float32 = false,
-        double rtol = 1e-5, double atol = 1e-7, int opset = 17, IReadOnlyList<int>? lossOutputs = null, string[]? nodeInputs = null)
+        double rtol = 1e-5, double atol = 1e-7, int opset = 17, IReadOnlyList<int>? lossOutputs = null, string[]? nodeInputs = null,
+        IReadOnlyDictionary<string, string[]>? symbols = null)
     {
         var type = float32 ? DataType.Float : DataType.Double;
         double h = float32 ? 1e-2 : 1e-6;
         if (float32) { rtol = Math.Max(rtol, 5e-3); atol = Math.Max(atol, 1e-3); }
 
-        var forward = ForwardModel(op, inputs, attributes ?? [], outputs, type, opset, nodeInputs);
+        var forward = ForwardModel(op, inputs, attributes ?? [], outputs, type, opset, nodeInputs, symbols);
         var outputShapes = Run(forward, inputs, type, forward.Graph.Output.Select(o => o.Name).ToArray()).Select(r => r.Shape).ToList();
         var lossModel = WithLoss(forward, outputShapes, type, lossOutputs ?? Enumerable.Range(0, outputs).ToList());
         var trainable = inputs.Where(i => i.Differentiable).Select(i => i.Name).ToList();
@@ -97,7 +100,8 @@ internal static class GradientCheck
         return c;
     }
 
-    private static ModelProto ForwardModel(string op, In[] inputs, AttributeProto[] attributes, int outputs, DataType type, int opset, string[]? nodeInputs)
+    private static ModelProto ForwardModel(string op, In[] inputs, AttributeProto[] attributes, int outputs, DataType type, int opset, string[]? nodeInputs,
+        IReadOnlyDictionary<string, string[]>? symbols)
     {
         var g = new GraphProto { Name = op + "_check" };
         foreach (var i in inputs)
@@ -105,7 +109,12 @@ internal static class GradientCheck
             if (i.Ints is not null) { g.Initializer.Add(i.Ints); continue; }
             if (i.Bools is not null) { g.Initializer.Add(BoolTensor(i.Name, i.Bools, i.Shape)); continue; }
             g.Initializer.Add(FloatTensor(i.Name, i.Values, i.Shape, type));
-            if (i.Differentiable) g.Input.Add(TypeProtos.ValueInfo(i.Name, type, i.Shape));
+            if (!i.Differentiable) continue;
+            var input = TypeProtos.ValueInfo(i.Name, type, i.Shape);
+            if (symbols?.GetValueOrDefault(i.Name) is { } names)
+                for (int a = 0; a < names.Length; a++)
+                    if (names[a].Length > 0) input.Type.TensorType.Shape.Dim[a] = new TensorShapeProto.Types.Dimension { DimParam = names[a] };
+            g.Input.Add(input);
         }
         var node = new NodeProto { OpType = op, Name = op };
         node.Input.AddRange(nodeInputs ?? inputs.Select(i => i.Name).ToArray());

@@ -148,7 +148,8 @@ public static partial class GradientRules
     /// over the last axis, r = 1/√(σ² + ε) and x̂ = (x − μ)·r; y = scale·x̂ + bias. In opset 18 scale and bias hold one
     /// value per group, from opset 21 on one per channel. dX = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) in the grouped view with
     /// ĝ = GO·scale; dScale = Σ GO·x̂ and dBias = Σ GO over everything but the group (18) or channel (21) axis. The
-    /// statistics are recomputed in X's element type, at least as precise as any stash_type.
+    /// statistics are recomputed in X's element type; stash_type (opset 21, the forward's internal precision) is accepted
+    /// as for LayerNormalization, so a float16 X gets float16 statistics in the backward pass.
     /// </summary>
     private static void GroupNormalizationGradient(GradientContext c)
     {

@@ -43,6 +43,7 @@ public static partial class GradientRules
         RegisterConvolution(r);
         RegisterNormalization(r);
         RegisterIndexing(r);
+        RegisterActivations(r);
         return r;
     }
 

@@ -1,6 +1,9 @@
 namespace OnnxAdadelta.Gradients;
 
-/// <summary>Gradients of BatchNormalization (inference form), LayerNormalization and Dropout (as an identity).</summary>
+/// <summary>
+/// Gradients of BatchNormalization (inference form), LayerNormalization, InstanceNormalization, GroupNormalization,
+/// LpNormalization and Dropout (as an identity).
+/// </summary>
 public static partial class GradientRules
 {
     private static void RegisterNormalization(Dictionary<string, GradientRuleInfo> r)
@@ -8,6 +11,9 @@ public static partial class GradientRules
         Add(r, BatchNormalizationGradient, Inputs(0, 1, 2), "BatchNormalization");
         Add(r, LayerNormalizationGradient, Inputs(0, 1, 2), "LayerNormalization");
         Add(r, DropoutGradient, Inputs(0), "Dropout");
+        Add(r, InstanceNormalizationGradient, Inputs(0, 1, 2), "InstanceNormalization");
+        Add(r, GroupNormalizationGradient, Inputs(0, 1, 2), "GroupNormalization");
+        Add(r, LpNormalizationGradient, Inputs(0), "LpNormalization");
     }
 
     /// <summary>
@@ -104,5 +110,113 @@ public static partial class GradientRules
                 throw c.Fail("training_mode is true; random dropout is not supported in training graphs (dropout is not applied during training): remove training_mode or set it to false");
         }
         c.SetGI(0, c.GO(0)!);
+    }
+
+    /// <summary>[C] → [C, 1, …, 1], so that a per-channel value broadcasts against [N, C, D…] of rank <paramref name="rank"/>.</summary>
+    private static string PerChannel(GradientContext c, string v, int rank) =>
+        rank > 2 ? c.Op("Unsqueeze", [v, c.Ints64([.. Enumerable.Range(1, rank - 2).Select(a => (long)a)])]) : v;
+
+    /// <summary>Every axis of a rank-<paramref name="rank"/> [N, C, D…] value but the channel axis 1.</summary>
+    private static long[] NotChannel(int rank) => [0, .. Enumerable.Range(2, rank - 2).Select(a => (long)a)];
+
+    /// <summary>
+    /// InstanceNormalization: per sample and channel, μ and σ² over the spatial axes [2, rank), r = 1/√(σ² + ε),
+    /// x̂ = (x − μ)·r and y = scale·x̂ + B (scale and B per channel). dX = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with
+    /// ĝ = GO·scale, means over the spatial axes; dScale = Σ GO·x̂ and dB = Σ GO over every axis but the channel axis.
+    /// </summary>
+    private static void InstanceNormalizationGradient(GradientContext c)
+    {
+        KnownAttributes(c, "epsilon");
+        var x = c.I(0);
+        var go = c.GO(0)!;
+        int rank = c.Rank(x);
+        if (rank < 3) throw c.Fail($"the input '{x}' has rank {rank}; at least 3 (N, C and a spatial axis) was expected");
+        long[] spatial = [.. Enumerable.Range(2, rank - 2).Select(a => (long)a)];
+        var mean = c.ReduceMean(x, spatial, keepDims: true);
+        var centered = c.Op("Sub", [x, mean]);
+        var variance = c.ReduceMean(c.Op("Mul", [centered, centered]), spatial, keepDims: true);
+        var inv = c.Op("Reciprocal", [c.Op("Sqrt", [c.Op("Add", [variance, c.Scalar(c.Float("epsilon", 1e-5f), x)])])]);
+        var normalized = c.Op("Mul", [centered, inv]);
+        if (c.IsGradientRequired(0))
+            c.SetGI(0, NormalizationGradients.Input(c, c.Op("Mul", [go, PerChannel(c, c.I(1), rank)]), normalized, inv, spatial, centered: true));
+        if (c.IsGradientRequired(1)) c.SetGI(1, c.ReduceSum(c.Op("Mul", [go, normalized]), NotChannel(rank), keepDims: false));
+        if (c.IsGradientRequired(2)) c.SetGI(2, c.ReduceSum(go, NotChannel(rank), keepDims: false));
+    }
+
+    /// <summary>
+    /// GroupNormalization: X [N, C, D…] is viewed as [N, G, C/G·D…] (G = num_groups); per sample and group, μ and σ²
+    /// over the last axis, r = 1/√(σ² + ε) and x̂ = (x − μ)·r; y = scale·x̂ + bias. In opset 18 scale and bias hold one
+    /// value per group, from opset 21 on one per channel. dX = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) in the grouped view with
+    /// ĝ = GO·scale; dScale = Σ GO·x̂ and dBias = Σ GO over everything but the group (18) or channel (21) axis. The
+    /// statistics are recomputed in X's element type; stash_type (opset 21, the forward's internal precision) is accepted
+    /// as for LayerNormalization, so a float16 X gets float16 statistics in the backward pass.
+    /// </summary>
+    private static void GroupNormalizationGradient(GradientContext c)
+    {
+        KnownAttributes(c, "epsilon", "num_groups", "stash_type");
+        if (c.Attribute("stash_type") is not null && c.Opset < 21)
+            throw c.Fail($"stash_type is an attribute of GroupNormalization from opset 21 on; the model's opset is {c.Opset}");
+        long groups = c.Attribute("num_groups") is { } g ? g.I : throw c.Fail("the required attribute num_groups is missing");
+        if (groups < 1) throw c.Fail($"num_groups={groups} must be positive");
+        var x = c.I(0);
+        var go = c.GO(0)!;
+        int rank = c.Rank(x);
+        if (rank < 2) throw c.Fail($"the input '{x}' has rank {rank}; at least 2 (N, C, …) was expected");
+        if (c.Type(x).Dims![1] is { } channels && channels % groups != 0)
+            throw c.Fail($"{channels} channels of '{x}' do not split into num_groups={groups}");
+        var grouped = c.Ints64(0, groups, -1);
+        long[] last = [2];
+        var xg = c.Op("Reshape", [x, grouped]);
+        var mean = c.ReduceMean(xg, last, keepDims: true);
+        var centered = c.Op("Sub", [xg, mean]);
+        var variance = c.ReduceMean(c.Op("Mul", [centered, centered]), last, keepDims: true);
+        var inv = c.Op("Reciprocal", [c.Op("Sqrt", [c.Op("Add", [variance, c.Scalar(c.Float("epsilon", 1e-5f), x)])])]);
+        var normalized = c.Op("Mul", [centered, inv]);
+        bool perChannel = c.Opset >= 21;
+        if (c.IsGradientRequired(0))
+        {
+            var scaled = perChannel
+                ? c.Op("Reshape", [c.Op("Mul", [go, PerChannel(c, c.I(1), rank)]), grouped])
+                : c.Op("Mul", [c.Op("Reshape", [go, grouped]), c.Op("Unsqueeze", [c.I(1), c.Ints64(1)])]);
+            c.SetGI(0, c.ReshapeLike(NormalizationGradients.Input(c, scaled, normalized, inv, last, centered: true), x));
+        }
+        if (perChannel)
+        {
+            if (c.IsGradientRequired(1)) c.SetGI(1, c.ReduceSum(c.Op("Mul", [go, c.ReshapeLike(normalized, x)]), NotChannel(rank), keepDims: false));
+            if (c.IsGradientRequired(2)) c.SetGI(2, c.ReduceSum(go, NotChannel(rank), keepDims: false));
+        }
+        else
+        {
+            var gog = c.Op("Reshape", [go, grouped]);
+            if (c.IsGradientRequired(1)) c.SetGI(1, c.ReduceSum(c.Op("Mul", [gog, normalized]), [0, 2], keepDims: false));
+            if (c.IsGradientRequired(2)) c.SetGI(2, c.ReduceSum(gog, [0, 2], keepDims: false));
+        }
+    }
+
+    /// <summary>
+    /// LpNormalization: y = x/n along <c>axis</c> (default −1), n = Σ|x| (p = 1) or √Σx² (p = 2, the default).
+    /// dX = (GO − s·Σ(GO·y))/n with s = ∂n/∂x = sign(x) for p = 1 and y for p = 2; where n = 0 the gradient is 0.
+    /// </summary>
+    private static void LpNormalizationGradient(GradientContext c)
+    {
+        KnownAttributes(c, "axis", "p");
+        var x = c.I(0);
+        var go = c.GO(0)!;
+        int rank = c.Rank(x);
+        long axis = c.Int("axis", -1);
+        if (axis < -rank || axis >= rank) throw c.Fail($"axis={axis} is out of range for rank {rank}");
+        if (axis < 0) axis += rank;
+        long p = c.Int("p", 2);
+        var norm = p switch
+        {
+            1 => c.ReduceSum(c.Op("Abs", [x]), [axis], keepDims: true),
+            2 => c.Op("Sqrt", [c.ReduceSum(c.Op("Mul", [x, x]), [axis], keepDims: true)]),
+            _ => throw c.Fail($"p={p} is not supported; ONNX LpNormalization takes p=1 or p=2"),
+        };
+        var slope = p == 1 ? c.Op("Sign", [x]) : c.O(0);
+        var dot = c.ReduceSum(c.Op("Mul", [go, c.O(0)]), [axis], keepDims: true);
+        var gradient = c.Op("Div", [c.Op("Sub", [go, c.Op("Mul", [slope, dot])]), norm]);
+        var zero = c.Scalar(0, x);
+        c.SetGI(0, c.Op("Where", [c.Op("Greater", [norm, zero]), gradient, zero]));
     }
 }

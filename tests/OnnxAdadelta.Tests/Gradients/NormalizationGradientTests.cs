@@ -1,10 +1,34 @@
+using Onnx;
+using OnnxAdadelta.Gradients;
+using OnnxAdadelta.Graphs;
+using OnnxAdadelta.Onnx;
 using static OnnxAdadelta.Tests.Gradients.GradientCheck;
 using A = OnnxAdadelta.Gradients.GradientContext;
+using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Gradients;
 
 public class NormalizationGradientTests
 {
+    /// <summary>
+    /// Builds the training graph of one <paramref name="op"/> node over float32 initializers of the given shapes (all
+    /// trained), with loss Σy, and returns the error message: for inputs that ONNX Runtime itself refuses to run, so
+    /// that the rule's own message can be checked without a forward pass.
+    /// </summary>
+    private static string BuildFails(string op, int opset, (string Name, long[] Shape)[] inputs, params AttributeProto[] attributes)
+    {
+        var g = new GraphProto { Name = op };
+        foreach (var (name, shape) in inputs)
+            g.Initializer.Add(Tensors.Create(name, new float[shape.Aggregate(1L, (a, b) => a * b)], shape));
+        var b = new GraphBuilder(g);
+        var y = b.Add(op, [.. inputs.Select(i => i.Name)], "y", attributes);
+        b.Add("ReduceSum", [y], "L", GraphBuilder.Attr("keepdims", 0L));
+        g.Output.Add(TypeProtos.ValueInfo("L", DataType.Float, []));
+        var m = new ModelProto { IrVersion = 9, Graph = g };
+        m.OpsetImport.Add(new OperatorSetIdProto { Version = opset });
+        return Assert.Throws<OnnxAdadeltaException>(() => GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = LossKind.Output, Output = "L" })).Message;
+    }
+
     [Fact]
     public void BatchNormalizationInferenceForm()
     {
@@ -65,4 +89,69 @@ public class NormalizationGradientTests
         var e = Assert.Throws<OnnxAdadeltaException>(() => Check("Dropout", [Random("x", [2, 3], 43), Fixed("ratio", [0.5]), Bool("training_mode", [true])]));
         Assert.Contains("training_mode is true", e.Message);
     }
+
+    [Fact]
+    public void InstanceNormalization()
+    {
+        Check("InstanceNormalization", [Random("x", [2, 3, 4], 50, -2, 2), Random("scale", [3], 51, 0.5, 2), Random("b", [3], 52)], float32: true);
+        Check("InstanceNormalization", [Random("x", [2, 2, 2, 3], 53, -2, 2), Random("scale", [2], 54, -2, 2), Random("b", [2], 55)],
+            [A.Attr("epsilon", 1e-2f)], float32: true);
+        Check("InstanceNormalization", [Random("x", [1, 3, 5], 56, -2, 2), Fixed("scale", [1.5, -0.5, 2], 3), Fixed("b", [0.1, 0.2, 0.3], 3)], float32: true, opset: 22);
+    }
+
+    [Fact]
+    public void InstanceNormalizationNeedsASpatialAxis()
+    {
+        var e = BuildFails("InstanceNormalization", 17, [("x", [2, 3]), ("scale", [3]), ("b", [3])]);
+        Assert.Contains("'x' has rank 2", e);
+    }
+
+    [Theory]
+    [InlineData(18)]
+    [InlineData(21)]
+    public void GroupNormalization(int opset)
+    {
+        // Opset 18: scale and bias per group; opset 21: per channel. Opset 21 computes the statistics in float32 by
+        // default (stash_type=1), too coarse for float64 finite differences: checked in float32 here and in float64
+        // with stash_type=11 below.
+        long scaleLength(long groups, long channels) => opset >= 21 ? channels : groups;
+        bool float32 = opset >= 21;
+        Check("GroupNormalization", [Random("x", [2, 4, 3], 60, -2, 2), Random("scale", [scaleLength(2, 4)], 61, 0.5, 2), Random("b", [scaleLength(2, 4)], 62)],
+            [A.Attr("num_groups", 2L)], float32: float32, opset: opset);
+        Check("GroupNormalization", [Random("x", [2, 6, 2, 2], 63, -2, 2), Random("scale", [scaleLength(3, 6)], 64, -2, 2), Random("b", [scaleLength(3, 6)], 65)],
+            [A.Attr("num_groups", 3L), A.Attr("epsilon", 1e-2f)], float32: float32, opset: opset);
+        Check("GroupNormalization", [Random("x", [3, 4], 66, -2, 2), Random("scale", [scaleLength(1, 4)], 67, 0.5, 2), Random("b", [scaleLength(1, 4)], 68)],
+            [A.Attr("num_groups", 1L)], float32: float32, opset: opset);
+    }
+
+    [Fact]
+    public void GroupNormalizationStashType()
+    {
+        Check("GroupNormalization", [Random("x", [2, 4, 3], 69, -2, 2), Random("scale", [4], 70, 0.5, 2), Random("b", [4], 71)],
+            [A.Attr("num_groups", 2L), A.Attr("stash_type", 11L)], opset: 21);
+        Check("GroupNormalization", [Random("x", [2, 4, 3], 72, -2, 2), Random("scale", [4], 73, 0.5, 2), Random("b", [4], 74)],
+            [A.Attr("num_groups", 4L), A.Attr("stash_type", 1L)], float32: true, opset: 21);
+    }
+
+    [Fact]
+    public void GroupNormalizationBadAttributesAreRefused()
+    {
+        var e = BuildFails("GroupNormalization", 21, [("x", [2, 4, 3]), ("scale", [4]), ("b", [4])], A.Attr("num_groups", 3L));
+        Assert.Contains("4 channels of 'x' do not split into num_groups=3", e);
+        e = BuildFails("GroupNormalization", 18, [("x", [2, 4, 3]), ("scale", [2]), ("b", [2])], A.Attr("num_groups", 2L), A.Attr("stash_type", 1L));
+        Assert.Contains("stash_type", e);
+    }
+
+    [Theory]
+    [InlineData(1L)]
+    [InlineData(2L)]
+    public void LpNormalization(long p)
+    {
+        Check("LpNormalization", [Random("x", [3, 4], 80, -2, 2, [0])], [A.Attr("p", p)]);
+        Check("LpNormalization", [Random("x", [2, 3, 2], 81, -2, 2, [0])], [A.Attr("p", p), A.Attr("axis", 1L)]);
+        Check("LpNormalization", [Random("x", [2, 3, 2], 82, -2, 2, [0])], [A.Attr("p", p), A.Attr("axis", 0L)]);
+    }
+
+    [Fact]
+    public void LpNormalizationDefaults() => Check("LpNormalization", [Random("x", [2, 5], 83, -2, 2)]);
 }

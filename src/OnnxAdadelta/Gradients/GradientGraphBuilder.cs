@@ -36,6 +36,18 @@ public sealed record BuildTrainingOptions
 
     /// <summary>If not empty, only these parameters are trained (graph inputs without values included).</summary>
     public IReadOnlyList<string> Trainable { get; init; } = [];
+
+    /// <summary>
+    /// How BatchNormalization nodes train: <see cref="BatchNormMode.Inference"/> (default) keeps each node as exported,
+    /// <see cref="BatchNormMode.Train"/> normalizes every one with the batch's statistics and updates its running ones.
+    /// </summary>
+    public BatchNormMode BatchNorm { get; init; } = BatchNormMode.Inference;
+
+    /// <summary>
+    /// How Dropout nodes train: <see cref="DropoutMode.Identity"/> (default) leaves them identities unless their
+    /// training_mode is a constant true, <see cref="DropoutMode.Train"/> drops random elements on every step.
+    /// </summary>
+    public DropoutMode Dropout { get; init; } = DropoutMode.Identity;
 }
 
 /// <summary>
@@ -62,6 +74,8 @@ public static class GradientGraphBuilder
         GraphPasses.TopologicalSort(graph);
         if (!graph.Output.Any(o => o.Name == options.Output))
             throw new OnnxAdadeltaException($"--output {options.Output}: the model has no output '{options.Output}'; outputs: {string.Join(", ", graph.Output.Select(o => o.Name))}.");
+        // Training forms first: their buffer outputs join the original outputs.
+        var trainingInfo = TrainingModes.Apply(model, options);
         var originalOutputs = graph.Output.Select(o => o.Clone()).ToList();
         var builder = new GraphBuilder(graph);
         var loss = AppendLoss(model, builder, options);
@@ -126,9 +140,11 @@ public static class GradientGraphBuilder
             graph.Output.Add(new ValueInfoProto { Name = name, Type = TypeProtos.Tensor(t.ElementType, t.Dims!.Select(d => d ?? -1)) });
             if (!inputs.Contains(p)) graph.Input.Add(TypeProtos.ValueInfo(p, t.ElementType, t.Dims!.Select(d => d ?? -1)));
         }
+        TrainingModes.UseBatchStatistics(graph, trainingInfo);
         FixUnknownDims(graph);
         GraphPasses.RemoveDeadCode(graph);
         GraphPasses.TopologicalSort(graph);
+        trainingInfo.WriteTo(model);
         return model;
     }
 

@@ -27,6 +27,9 @@ public class NormalizationGradientTests
             Fixed("mean", [0, 0, 0], 3), Fixed("var", [1, 1, 1], 3)], [A.Attr("training_mode", 1L), A.Attr("momentum", 0.7f)], outputs: 3, lossOutputs: [0]);
         Check("BatchNormalization", [Random("x", [3, 2, 4], 15, -2, 2), Fixed("scale", [1.5, -0.5], 2), Random("b", [2], 16),
             Fixed("mean", [0.3, -0.2], 2), Fixed("var", [0.5, 1.5], 2)], [A.Attr("training_mode", 1L)], outputs: 3, lossOutputs: [0]);
+        // Opset 18 takes ReduceMean's axes as an input.
+        Check("BatchNormalization", [Random("x", [3, 2, 2], 17, -2, 2), Random("scale", [2], 18, 0.5, 2), Random("b", [2], 19),
+            Fixed("mean", [0.3, -0.2], 2), Fixed("var", [0.5, 1.5], 2)], [A.Attr("training_mode", 1L)], outputs: 3, lossOutputs: [0], opset: 18);
     }
 
     [Fact]

@@ -65,7 +65,10 @@ public class TrainingModeTests
         var training = GradientGraphBuilder.Build(ConvBn(trainingMode), new BuildTrainingOptions { Loss = LossKind.Mse, Output = "out", BatchNorm = mode });
         Assert.Equal([new BufferBinding("running_mean", "running_mean.next"), new BufferBinding("running_var", "running_var.next")],
             TrainingGraphInfo.Read(training).Buffers!);
-        return AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0));
+        Assert.Equal(["running_mean", "running_var"], ModelSummary.Of(training).Rows.Where(r => r.Role == "buffer").Select(r => r.Name));
+        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0));
+        Assert.Equal(["running_mean", "running_var"], ModelSummary.Of(step).Rows.Where(r => r.Role == "buffer").Select(r => r.Name));
+        return step;
     }
 
     [Theory]

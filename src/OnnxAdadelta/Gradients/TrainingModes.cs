@@ -52,9 +52,6 @@ public static class TrainingModes
     /// <summary>The name of the step-number input a training graph with random dropout takes.</summary>
     public const string StepInputName = "training_step";
 
-    /// <summary>The suffix of a buffer's next-value output.</summary>
-    public const string NextSuffix = ".next";
-
     // The hash works in the field of integers modulo the prime 2^31 - 1: products of two residues fit in int64, and
     // x -> x^5 is a bijection there (5 does not divide p - 1), so that distinct indices keep distinct hashes.
     private const long Prime = 2147483647L;
@@ -162,7 +159,7 @@ public static class TrainingModes
             var m = Cast(b, Constant(b, $"{prefix}/momentum", Tensors.Create("", [momentum])), type, $"{prefix}/momentum_as_{what}");
             var rest = Cast(b, Constant(b, $"{prefix}/one_minus_momentum", Tensors.Create("", [1 - momentum])), type, $"{prefix}/one_minus_momentum_as_{what}");
             var batch = Cast(b, current[k], type, $"{prefix}/{what}_current");
-            var next = b.Reserve(running + NextSuffix);
+            var next = b.Reserve(running + AdadeltaRewrite.NextSuffix);
             b.Graph.Node.Add(new NodeProto
             {
                 OpType = "Add", Name = b.UniqueName($"{next}/Add"), Output = { next },

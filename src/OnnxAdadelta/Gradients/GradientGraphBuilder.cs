@@ -54,6 +54,18 @@ public sealed record BuildTrainingOptions
     /// values included), or patterns over initializer names.
     /// </summary>
     public IReadOnlyList<string> Trainable { get; init; } = [];
+
+    /// <summary>
+    /// How BatchNormalization nodes train: <see cref="BatchNormMode.Inference"/> (default) keeps each node as exported,
+    /// <see cref="BatchNormMode.Train"/> normalizes every one with the batch's statistics and updates its running ones.
+    /// </summary>
+    public BatchNormMode BatchNorm { get; init; } = BatchNormMode.Inference;
+
+    /// <summary>
+    /// How Dropout nodes train: <see cref="DropoutMode.Identity"/> (default) leaves them identities unless their
+    /// training_mode is a constant true, <see cref="DropoutMode.Train"/> drops random elements on every step.
+    /// </summary>
+    public DropoutMode Dropout { get; init; } = DropoutMode.Identity;
 }
 
 /// <summary>
@@ -86,6 +98,8 @@ public static class GradientGraphBuilder
         InputShapes.Apply(model, options.InputShapes);
         Opsets.RaiseForRewrite(model);
         GraphPasses.TopologicalSort(graph);
+        // Training forms first: their buffer outputs join the original outputs.
+        var trainingInfo = TrainingModes.Apply(model, options);
         var originalOutputs = graph.Output.Select(o => o.Clone()).ToList();
         var builder = new GraphBuilder(graph);
         var notes = new List<string>();
@@ -152,9 +166,11 @@ public static class GradientGraphBuilder
             graph.Output.Add(new ValueInfoProto { Name = name, Type = TypeProtos.Tensor(t.ElementType, t.Dims!.Select(d => d ?? -1)) });
             if (!inputs.Contains(p)) graph.Input.Add(TypeProtos.ValueInfo(p, t.ElementType, t.Dims!.Select(d => d ?? -1)));
         }
+        TrainingModes.UseBatchStatistics(graph, trainingInfo);
         FixUnknownDims(graph);
         GraphPasses.RemoveDeadCode(graph);
         GraphPasses.TopologicalSort(graph);
+        trainingInfo.WriteTo(model);
         return model;
     }
 

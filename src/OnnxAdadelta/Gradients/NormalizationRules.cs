@@ -1,8 +1,8 @@
 namespace OnnxAdadelta.Gradients;
 
 /// <summary>
-/// Gradients of BatchNormalization (inference form), LayerNormalization, InstanceNormalization, GroupNormalization,
-/// LpNormalization and Dropout (as an identity).
+/// Gradients of BatchNormalization (inference and training form), LayerNormalization, InstanceNormalization,
+/// GroupNormalization, LpNormalization and Dropout (as an identity).
 /// </summary>
 public static partial class GradientRules
 {
@@ -24,18 +24,18 @@ public static partial class GradientRules
         c.Type(typeOf).ElementType == c.Type(like).ElementType ? v : c.Op("CastLike", [v, like]);
 
     /// <summary>
-    /// BatchNormalization in inference form (training_mode absent or 0): y = scale·(x − mean)/√(var + ε) + B with the
-    /// running mean and var as constants, per channel (axis 1). dX = GO·scale/√(var + ε); dScale = Σ GO·x̂ and
-    /// dB = Σ GO over every axis but 1, where x̂ = (x − mean)/√(var + ε). mean and var get no gradient; momentum only
-    /// matters in training mode and is ignored. training_mode=1 (normalizing with batch statistics and updating the
-    /// running ones) is refused.
+    /// BatchNormalization, per channel (axis 1). Inference form (training_mode absent or 0): y = scale·(x − mean)/√(var + ε) + B
+    /// with the running mean and var as constants: dX = GO·scale/√(var + ε); dScale = Σ GO·x̂ and dB = Σ GO over every
+    /// axis but 1, where x̂ = (x − mean)/√(var + ε); momentum only matters in training mode and is ignored.
+    /// Training mode (training_mode=1): the node normalizes with the batch's mean μ and biased variance σ² over every
+    /// axis but 1, which depend on x, so with r = 1/√(σ² + ε), x̂ = (x − μ)·r and ĝ = GO·scale:
+    /// dX = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)); dScale and dB as above. In both forms the running mean and var get no
+    /// gradient, and the running-statistic outputs must not carry one.
     /// </summary>
     private static void BatchNormalizationGradient(GradientContext c)
     {
         KnownAttributes(c, "epsilon", "momentum", "training_mode");
-        if (c.Int("training_mode", 0) != 0)
-            throw c.Fail("training_mode=1 (normalizing with the batch's statistics and updating the running ones) is not supported; "
-                + "only the inference form, which uses the constant running mean and variance, has a gradient rule: export the model in eval/inference mode");
+        bool training = c.Int("training_mode", 0) != 0;
         for (int k = 1; k < c.Node.Output.Count; k++)
             if (c.O(k).Length > 0 && c.GO(k) is not null)
                 throw c.Fail($"output {k} ('{c.O(k)}') carries a gradient; only output 0 (Y) is differentiable");
@@ -47,6 +47,21 @@ public static partial class GradientRules
         string PerChannel(string v) => rank > 2 ? c.Op("Unsqueeze", [v, c.Ints64([.. Enumerable.Range(1, rank - 2).Select(a => (long)a)])]) : v;
         long[] notChannel = [0, .. Enumerable.Range(2, rank - 2).Select(a => (long)a)];
         var epsilon = c.Scalar(c.Float("epsilon", 1e-5f), x);
+        if (training)
+        {
+            var mean = c.ReduceMean(x, notChannel, keepDims: true);
+            var centered = c.Op("Sub", [x, mean]);
+            var variance = c.ReduceMean(c.Op("Mul", [centered, centered]), notChannel, keepDims: true);
+            var r = c.Op("Reciprocal", [c.Op("Sqrt", [c.Op("Add", [variance, epsilon])])]);
+            var xHat = c.Op("Mul", [centered, r]);
+            if (c.IsGradientRequired(0))
+                c.SetGI(0, NormalizationGradients.Input(c, c.Op("Mul", [go, PerChannel(CastIfNeeded(c, c.I(1), c.I(1), x))]), xHat, r, notChannel, centered: true));
+            if (c.IsGradientRequired(1))
+                c.SetGI(1, CastIfNeeded(c, c.ReduceSum(c.Op("Mul", [go, xHat]), notChannel, keepDims: false), x, c.I(1)));
+            if (c.IsGradientRequired(2))
+                c.SetGI(2, CastIfNeeded(c, c.ReduceSum(go, notChannel, keepDims: false), x, c.I(2)));
+            return;
+        }
         var inv = c.Op("Reciprocal", [c.Op("Sqrt", [c.Op("Add", [CastIfNeeded(c, c.I(4), c.I(4), x), epsilon])])]);
         if (c.IsGradientRequired(0))
             c.SetGI(0, c.Op("Mul", [go, PerChannel(c.Op("Mul", [CastIfNeeded(c, c.I(1), c.I(1), x), inv]))]));
@@ -94,10 +109,11 @@ public static partial class GradientRules
     }
 
     /// <summary>
-    /// Dropout as exported for inference: with training_mode absent or a constant false it is an identity (ratio is
-    /// not applied and the mask is all true), so dX = GO. Training graphs keep it that way: dropout is not applied
-    /// during training and models train as if in inference mode. A training_mode that is true, or computed at run
-    /// time, is refused. The seed attribute only matters in training mode and is ignored.
+    /// Dropout as an identity: with training_mode absent or a constant false the node passes its input through (ratio is
+    /// not applied and the mask is all true), so dX = GO. Nodes trained with random masks (a constant true
+    /// training_mode, or <see cref="DropoutMode.Train"/>) are replaced by standard ops before the autodiff
+    /// (<see cref="TrainingModes"/>) and never reach this rule; a training_mode computed at run time is refused. The seed
+    /// attribute only matters in training mode and is ignored.
     /// </summary>
     private static void DropoutGradient(GradientContext c)
     {
@@ -105,9 +121,9 @@ public static partial class GradientRules
         if (c.HasInput(2))
         {
             var mode = c.ConstantInts(2)
-                ?? throw c.Fail($"training_mode ('{c.I(2)}') is not a constant; only Dropout with training_mode absent or a constant false (an identity) is supported: dropout is not applied during training");
+                ?? throw c.Fail($"training_mode ('{c.I(2)}') is not a constant; only Dropout with training_mode absent or a constant is supported");
             if (mode.Any(v => v != 0))
-                throw c.Fail("training_mode is true; random dropout is not supported in training graphs (dropout is not applied during training): remove training_mode or set it to false");
+                throw c.Fail("training_mode is true; build the training graph with DropoutMode.Train (--dropout train) to apply random masks, or set training_mode to false");
         }
         c.SetGI(0, c.GO(0)!);
     }

@@ -104,13 +104,29 @@ public static class AdadeltaRewrite
             if (masterInputs[i] is { } master)
                 Bind(math, state, newOutputs, master, newParameter, StateKind.Slot, p.Name, MixedPrecision.MasterSlot, p.Value.Dims, DataType.Float);
         }
+        // Buffers (running statistics) are state the forward pass updates: fed back as they are, untouched by the optimizer.
+        var bufferOutputs = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var buffer in analyzed.Info.Buffers ?? [])
+        {
+            var value = graph.Initializer.First(t => t.Name == buffer.Input);
+            if (!graph.Input.Any(i => i.Name == buffer.Input)) graph.Input.Add(TypeProtos.ValueInfo(buffer.Input, (DataType)value.DataType, value.Dims));
+            state.Add(new StateBinding(buffer.Input, buffer.Output, StateKind.Buffer));
+            newOutputs.Add(graph.Output.First(o => o.Name == buffer.Output).Clone());
+            bufferOutputs.Add(buffer.Output);
+        }
+        // The step input of random dropout masks reads the counter (before its increment), so a resumed run repeats them.
+        if (analyzed.Info.StepInput is { } stepInput)
+        {
+            foreach (var input in graph.Input.Where(i => i.Name == stepInput).ToList()) graph.Input.Remove(input);
+            graph.Node.Add(Node("Identity", b.UniqueName($"{stepInput}/Identity"), [iterations], stepInput));
+        }
         state.Add(new StateBinding(iterations, iterationsNext, StateKind.Iterations));
         newOutputs.Add(TypeProtos.ValueInfo(iterationsNext, DataType.Int64, []));
 
         // Outputs: the original ones (loss first, gradients dropped unless kept), then the state.
         var original = graph.Output.ToList();
         var gradientOutputs = analyzed.Parameters.Select(p => p.Gradient).ToHashSet(StringComparer.Ordinal);
-        var kept = original.Where(o => !gradientOutputs.Contains(o.Name)).OrderBy(o => o.Name == found.Loss ? 0 : 1).ToList();
+        var kept = original.Where(o => !gradientOutputs.Contains(o.Name) && !bufferOutputs.Contains(o.Name)).OrderBy(o => o.Name == found.Loss ? 0 : 1).ToList();
         graph.Output.Clear();
         graph.Output.AddRange(kept);
         graph.Output.AddRange(newOutputs);
@@ -127,7 +143,9 @@ public static class AdadeltaRewrite
             State = state,
             Gradients = found.Parameters.ToDictionary(p => p.Name, p => p.Gradient),
             Optimizer = OptimizerRecord.From(options),
+            InferenceValues = analyzed.Info.InferenceValues,
         }.WriteTo(model);
+        foreach (var entry in model.MetadataProps.Where(p => p.Key == TrainingGraphInfo.MetadataKey).ToList()) model.MetadataProps.Remove(entry);
         return model;
     }
 

@@ -46,7 +46,7 @@ public sealed record ModelSummary(string Kind, long IrVersion, IReadOnlyList<str
             rows.AddRange(info.Outputs.Select(n => new SummaryRow(n, n == info.Loss ? "loss" : "output", TypeOf(n), "")));
             foreach (var s in info.State)
             {
-                var role = s.Kind switch { StateKind.Parameter => "parameter", StateKind.Slot => s.Slot!, _ => "iterations" };
+                var role = s.Kind switch { StateKind.Parameter => "parameter", StateKind.Slot => s.Slot!, StateKind.Buffer => "buffer", _ => "iterations" };
                 var detail = s.Kind == StateKind.Parameter ? $"gradient {info.Gradients[s.Input]}; next value {s.Output}" : $"next value {s.Output}";
                 rows.Add(new SummaryRow(s.Input, role, TypeOf(s.Input), detail));
             }
@@ -58,6 +58,8 @@ public sealed record ModelSummary(string Kind, long IrVersion, IReadOnlyList<str
             rows.AddRange(g.DataInputs.Select(d => new SummaryRow(d, "data", TypeOf(d), "")));
             rows.Add(new SummaryRow(g.Loss, "loss", TypeOf(g.Loss), ""));
             rows.AddRange(g.Parameters.Select(p => new SummaryRow(p.Name, "parameter", TypeOf(p.Name), $"gradient {p.Gradient} {TypeOf(p.Gradient)}")));
+            rows.AddRange((g.Info.Buffers ?? []).Select(x => new SummaryRow(x.Input, "buffer", TypeOf(x.Input), $"next value {x.Output}")));
+            if (g.Info.StepInput is { } stepInput) rows.Add(new SummaryRow(stepInput, "step", TypeOf(stepInput), "fed from the iteration counter by the rewrite"));
             return new ModelSummary("training graph", model.IrVersion, opsets, rows, notes);
         }
         catch (OnnxAdadeltaException e)

@@ -15,13 +15,19 @@ public enum StateKind
 
     /// <summary>The int64 iteration counter.</summary>
     Iterations,
+
+    /// <summary>
+    /// A tensor the forward pass updates (a BatchNormalization running mean or variance): no gradient, untouched by
+    /// the optimizer, and kept by export as an initializer holding its trained value.
+    /// </summary>
+    Buffer,
 }
 
 /// <summary>One state tensor of a training-step model: read from <see cref="Input"/>, its next value written to <see cref="Output"/>.</summary>
 /// <param name="Input">The graph input (and initializer) holding the current value.</param>
 /// <param name="Output">The graph output holding the value after the step.</param>
-/// <param name="Kind">Parameter, slot or counter.</param>
-/// <param name="Parameter">The parameter this tensor belongs to (null for the counter).</param>
+/// <param name="Kind">Parameter, slot, counter or buffer.</param>
+/// <param name="Parameter">The parameter this tensor belongs to (null for the counter and buffers).</param>
 /// <param name="Slot">The slot name for <see cref="StateKind.Slot"/>.</param>
 public sealed record StateBinding(string Input, string Output, StateKind Kind, string? Parameter = null, string? Slot = null);
 
@@ -54,6 +60,13 @@ public sealed record StepModelInfo
 
     /// <summary>The optimizer's arguments.</summary>
     public required OptimizerRecord Optimizer { get; init; }
+
+    /// <summary>
+    /// Values computed differently in training (random dropout, batch statistics): export replaces each key by the value
+    /// it maps to (left out when none; see <see cref="TrainingGraphInfo.InferenceValues"/>).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyDictionary<string, string>? InferenceValues { get; init; }
 
     /// <summary>The iteration counter's binding.</summary>
     [JsonIgnore]

@@ -16,6 +16,9 @@ public sealed record TrainableParameter(string Name, TensorProto Value, string G
 /// <param name="Parameters">Trainable parameters, in graph order.</param>
 public sealed record TrainingGraph(string Loss, IReadOnlyList<string> DataInputs, IReadOnlyList<TrainableParameter> Parameters)
 {
+    /// <summary>Buffers, the step input and inference values the graph records (<see cref="TrainingGraphInfo"/>).</summary>
+    public TrainingGraphInfo Info { get; init; } = new();
+
     /// <summary>The suffix ORT gives gradient outputs.</summary>
     public const string GradientSuffix = "_grad";
 
@@ -30,6 +33,19 @@ public sealed record TrainingGraph(string Loss, IReadOnlyList<string> DataInputs
         var graph = model.Graph ?? throw new OnnxAdadeltaException("The model has no graph.");
         var index = new GraphIndex(graph);
         if (graph.Output.Count == 0) throw new OnnxAdadeltaException("The training graph has no outputs; its first output must be the loss.");
+
+        var info = TrainingGraphInfo.Read(model);
+        var buffers = (info.Buffers ?? []).Select(x => x.Input).ToHashSet(StringComparer.Ordinal);
+        var bufferOutputs = (info.Buffers ?? []).Select(x => x.Output).ToHashSet(StringComparer.Ordinal);
+        foreach (var buffer in info.Buffers ?? [])
+        {
+            if (!index.Initializers.ContainsKey(buffer.Input))
+                throw new OnnxAdadeltaException($"Buffer '{buffer.Input}' (metadata '{TrainingGraphInfo.MetadataKey}') is not an initializer of the graph.");
+            if (!index.Outputs.ContainsKey(buffer.Output))
+                throw new OnnxAdadeltaException($"Buffer '{buffer.Input}' has its next value in '{buffer.Output}', which is not a graph output.");
+        }
+        if (info.StepInput is { } stepInput && (!index.Inputs.TryGetValue(stepInput, out var stepInfo) || stepInfo.Type?.TensorType is { } st && st.ElemType != (int)DataType.Int64))
+            throw new OnnxAdadeltaException($"The step input '{stepInput}' (metadata '{TrainingGraphInfo.MetadataKey}') is not an int64 graph input.");
 
         var loss = options.Loss ?? graph.Output[0].Name;
         if (!index.Outputs.TryGetValue(loss, out var lossInfo))
@@ -51,7 +67,7 @@ public sealed record TrainingGraph(string Loss, IReadOnlyList<string> DataInputs
         var mapped = new HashSet<string>(gradients.Values, StringComparer.Ordinal);
         foreach (var output in graph.Output.Select(o => o.Name))
         {
-            if (!output.EndsWith(GradientSuffix, StringComparison.Ordinal) || mapped.Contains(output) || output == loss) continue;
+            if (!output.EndsWith(GradientSuffix, StringComparison.Ordinal) || mapped.Contains(output) || output == loss || bufferOutputs.Contains(output)) continue;
             var param = output[..^GradientSuffix.Length];
             if (gradients.TryGetValue(param, out var other))
                 throw new OnnxAdadeltaException($"Parameter '{param}' has two gradients: '{other}' and '{output}'.");
@@ -61,7 +77,7 @@ public sealed record TrainingGraph(string Loss, IReadOnlyList<string> DataInputs
         }
 
         // ORT marks trainable parameters by making them graph inputs with initializers; each must have a gradient.
-        var expected = graph.Input.Where(i => index.Initializers.ContainsKey(i.Name) && MixedPrecision.IsTrainable(i.Type.ElementType())).Select(i => i.Name)
+        var expected = graph.Input.Where(i => index.Initializers.ContainsKey(i.Name) && !buffers.Contains(i.Name) && MixedPrecision.IsTrainable(i.Type.ElementType())).Select(i => i.Name)
             .Concat(suppliedValues.Keys);
         foreach (var name in expected)
             if (!gradients.ContainsKey(name))
@@ -87,8 +103,10 @@ public sealed record TrainingGraph(string Loss, IReadOnlyList<string> DataInputs
             parameters.Add(new TrainableParameter(name, value, gradients[name]));
         }
 
-        var data = graph.Input.Select(i => i.Name).Where(n => !index.Initializers.ContainsKey(n) && !gradients.ContainsKey(n)).ToList();
-        return new TrainingGraph(loss, data, parameters);
+        foreach (var name in gradients.Keys.Where(buffers.Contains))
+            throw new OnnxAdadeltaException($"'{name}' is a buffer the forward pass updates, and cannot also be a trainable parameter.");
+        var data = graph.Input.Select(i => i.Name).Where(n => !index.Initializers.ContainsKey(n) && !gradients.ContainsKey(n) && n != info.StepInput).ToList();
+        return new TrainingGraph(loss, data, parameters) { Info = info };
     }
 
     private static void CheckLoss(ValueInfoProto loss)

@@ -36,6 +36,7 @@ public static class InferenceExport
                 graph.Initializer.Add(value);
             }
         }
+        ToInferenceForm(graph, info);
         var index = new GraphIndex(graph);
         var chosen = outputs is { Count: > 0 } ? outputs.ToList() : DefaultOutputs(index, info);
         foreach (var name in chosen)
@@ -47,8 +48,9 @@ public static class InferenceExport
         graph.Output.AddRange(chosen.Select(n => infos.TryGetValue(n, out var v) ? v.Clone() : new ValueInfoProto { Name = n }));
 
         var parameters = info.Parameters.ToHashSet(StringComparer.Ordinal);
-        var state = info.State.Where(s => s.Kind != StateKind.Parameter).Select(s => s.Input).ToHashSet(StringComparer.Ordinal);
-        foreach (var input in graph.Input.Where(i => parameters.Contains(i.Name) || state.Contains(i.Name)).ToList()) graph.Input.Remove(input);
+        var state = info.State.Where(s => s.Kind is not (StateKind.Parameter or StateKind.Buffer)).Select(s => s.Input).ToHashSet(StringComparer.Ordinal);
+        var buffers = info.State.Where(s => s.Kind == StateKind.Buffer).Select(s => s.Input).ToHashSet(StringComparer.Ordinal);
+        foreach (var input in graph.Input.Where(i => parameters.Contains(i.Name) || state.Contains(i.Name) || buffers.Contains(i.Name)).ToList()) graph.Input.Remove(input);
         GraphPasses.RemoveDeadCode(graph);
         var used = graph.Node.SelectMany(n => n.Input.Concat(GraphPasses.OuterScopeInputs(n))).Concat(chosen).ToHashSet(StringComparer.Ordinal);
         foreach (var input in graph.Input.Where(i => !used.Contains(i.Name)).ToList()) graph.Input.Remove(input);
@@ -56,6 +58,28 @@ public static class InferenceExport
         foreach (var stale in model.MetadataProps.Where(p => p.Key == StepModelInfo.MetadataKey).ToList()) model.MetadataProps.Remove(stale);
         GraphPasses.TopologicalSort(graph);
         return model;
+    }
+
+    /// <summary>
+    /// Puts the training forms back into inference form: each of <see cref="StepModelInfo.InferenceValues"/> is replaced
+    /// by its inference value (a dropout passes its input; a BatchNormalization reads its buffers' trained running
+    /// statistics instead of the batch's).
+    /// </summary>
+    private static void ToInferenceForm(GraphProto graph, StepModelInfo info)
+    {
+        foreach (var (value, inference) in info.InferenceValues ?? new Dictionary<string, string>())
+        {
+            var producer = graph.Node.FirstOrDefault(n => n.Output.Contains(value))
+                ?? throw new OnnxAdadeltaException($"The checkpoint's metadata names '{value}' for its inference form, but no node computes it.");
+            if (producer.Output.Count != 1)
+                throw new OnnxAdadeltaException($"The checkpoint's metadata names '{value}' for its inference form, but its node '{producer.Name}' has several outputs.");
+            graph.Node.Remove(producer);
+            // Consumers read the inference value directly; a graph output keeps its name through an Identity.
+            foreach (var node in graph.Node)
+                for (int i = 0; i < node.Input.Count; i++) if (node.Input[i] == value) node.Input[i] = inference;
+            if (graph.Output.Any(o => o.Name == value))
+                graph.Node.Add(new NodeProto { OpType = "Identity", Name = producer.Name, Input = { inference }, Output = { value } });
+        }
     }
 
     private static List<string> DefaultOutputs(GraphIndex index, StepModelInfo info)

@@ -36,6 +36,12 @@ public sealed record BuildTrainingOptions
 
     /// <summary>If not empty, only these parameters are trained (graph inputs without values included).</summary>
     public IReadOnlyList<string> Trainable { get; init; } = [];
+
+    /// <summary>
+    /// Whether float Constant nodes with more than one element become trainable initializers of the same name
+    /// (<see cref="ConstantWeights"/>): null (default) where the model has no float initializers, true always, false never.
+    /// </summary>
+    public bool? TrainableConstants { get; init; }
 }
 
 /// <summary>
@@ -56,8 +62,9 @@ public static class GradientGraphBuilder
     /// <exception cref="OnnxAdadeltaException">Bad options or an op without a rule; the message names the culprit.</exception>
     public static ModelProto Build(ModelProto inference, BuildTrainingOptions options)
     {
-        var model = inference.Clone();
+        var model = OpsetUpgrade.Apply(inference);
         var graph = model.Graph;
+        ConstantWeights.Apply(graph, options.TrainableConstants);
         Opsets.RaiseForRewrite(model);
         GraphPasses.TopologicalSort(graph);
         if (!graph.Output.Any(o => o.Name == options.Output))

@@ -96,6 +96,16 @@ public static class OpsetUpgrade
             return _index.Producer(value) is null && !_index.Initializers.ContainsKey(value) ? _parent?.Rank(value) : null;
         }
 
+        /// <summary>The values of a float constant (an initializer that is not a graph input, or a Constant node), or null.</summary>
+        public float[]? ConstantFloats(string value)
+        {
+            TensorProto? t = null;
+            if (_index.Initializers.TryGetValue(value, out var init)) t = _index.Inputs.ContainsKey(value) ? null : init;
+            else if (_index.Producer(value) is { OpType: "Constant" } c && c.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } v) t = v;
+            else if (_index.Producer(value) is null) return _parent?.ConstantFloats(value);
+            return t is { DataType: (int)DataType.Float } ? t.ToFloatArray() : null;
+        }
+
         /// <summary>Whether a node of this graph (or of its subgraphs) reads the value, or the graph outputs it.</summary>
         public bool IsUsed(string value) => _index.Consumers(value).Count > 0 || _index.Outputs.ContainsKey(value);
 
@@ -222,7 +232,7 @@ public static class OpsetUpgrade
                     UpsampleToResize(node, emitted);
                     break;
                 case "Resize" when from < 11:
-                    ResizeAsymmetric(node, mode: Take(node, "mode")?.S.ToStringUtf8() ?? "nearest");
+                    ResizeAsymmetric(node, mode: Take(node, "mode")?.S.ToStringUtf8() ?? "nearest", Resize10Rounding(node, scope));
                     node.Input.Insert(1, "");
                     break;
                 case "Scatter":
@@ -372,12 +382,26 @@ public static class OpsetUpgrade
             ResizeAsymmetric(node, mode);
         }
 
-        private static void ResizeAsymmetric(NodeProto node, string mode)
+        private static void ResizeAsymmetric(NodeProto node, string mode, string rounding = "floor")
         {
             if (mode is not ("nearest" or "linear")) throw new Refusal($"{node.OpType} (mode '{mode}')");
             node.Attribute.Add(GraphBuilder.Attr("mode", mode));
             node.Attribute.Add(GraphBuilder.Attr("coordinate_transformation_mode", "asymmetric"));
-            if (mode == "nearest") node.Attribute.Add(GraphBuilder.Attr("nearest_mode", "floor"));
+            if (mode == "nearest") node.Attribute.Add(GraphBuilder.Attr("nearest_mode", rounding));
+        }
+
+        /// <summary>
+        /// The nearest-neighbour rounding of an opset-10 Resize: ONNX Runtime rounds the source coordinate down on axes
+        /// it enlarges and up on axes it shrinks. With constant scales that all shrink (or keep) an axis this is
+        /// <c>ceil</c>; scales that shrink some axes and enlarge others have no opset-13 equivalent; otherwise (enlarging,
+        /// or scales computed at run time) <c>floor</c>, as ONNX's own version converter does.
+        /// </summary>
+        private static string Resize10Rounding(NodeProto node, Scope scope)
+        {
+            if (node.Input.Count < 2 || scope.ConstantFloats(node.Input[1]) is not { } scales) return "floor";
+            bool shrinks = scales.Any(s => s < 1), grows = scales.Any(s => s > 1);
+            if (shrinks && grows) throw new Refusal("Resize (opset 10, nearest, shrinking some axes and enlarging others)");
+            return shrinks ? "ceil" : "floor";
         }
 
         /// <summary>

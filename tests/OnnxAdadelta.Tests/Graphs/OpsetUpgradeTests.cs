@@ -221,6 +221,50 @@ public class OpsetUpgradeTests(ITestOutputHelper output)
         Assert.Contains(resize.Attribute, a => a.Name == "coordinate_transformation_mode" && a.S.ToStringUtf8() == "asymmetric");
     }
 
+    [Fact]
+    public void Resize10NearestDownsamplingKeepsItsOutputs()
+    {
+        var scales = Tensors.Create("scales", new float[] { 1, 1, 0.6f, 0.75f }, 4);
+        AssertSameOutputs(OneNode(10, "Resize", [("x", [1, 2, 5, 8])], ["y"], [Str("mode", "nearest")], [scales]));
+        var mixed = Tensors.Create("scales", new float[] { 1, 1, 0.6f, 1.5f }, 4);
+        var e = Assert.Throws<OnnxAdadeltaException>(() => OpsetUpgrade.Apply(OneNode(10, "Resize", [("x", [1, 2, 5, 8])], ["y"], [Str("mode", "nearest")], [mixed])));
+        Assert.Contains("Resize (opset 10, nearest, shrinking some axes and enlarging others) ×1", e.Message);
+    }
+
+    /// <summary>Ops whose old versions mean what their opset-13 versions mean: left as they are, with the same outputs.</summary>
+    public static TheoryData<string, int> UnchangedOps => new()
+    {
+        { "Gemm", 7 }, { "MaxPool", 8 }, { "AveragePool", 7 }, { "Conv", 7 }, { "Flatten", 9 }, { "Gather", 7 }, { "Concat", 7 },
+        { "Cast", 7 }, { "LeakyRelu", 7 }, { "ArgMax", 11 }, { "ConvTranspose", 9 }, { "Transpose", 7 },
+    };
+
+    [Theory]
+    [MemberData(nameof(UnchangedOps))]
+    public void OpsThatDidNotChangeAreKept(string op, int opset)
+    {
+        var (inputs, attrs, inits, outputs) = op switch
+        {
+            "Gemm" => (new (string, long[])[] { ("a", [3, 4]), ("b", [5, 4]) }, new[] { Int("transB", 1), Float("alpha", 0.5f) },
+                new[] { Tensors.Create("c", Random([5], 3), 5) }, new[] { "y" }),
+            "MaxPool" => ([("x", [1, 2, 5, 5])], [Ints("kernel_shape", 2, 2), Ints("strides", 2, 2), Ints("pads", 1, 1, 0, 0)], [], ["y", "indices"]),
+            "AveragePool" => ([("x", [1, 2, 5, 5])], [Ints("kernel_shape", 3, 3), Ints("pads", 1, 1, 1, 1), Int("count_include_pad", 1)], [], ["y"]),
+            "Conv" => ([("x", [1, 2, 5, 5])], [Ints("kernel_shape", 3, 3), Str("auto_pad", "SAME_UPPER")],
+                [Tensors.Create("w", Random([3, 2, 3, 3], 4), 3, 2, 3, 3)], ["y"]),
+            "ConvTranspose" => ([("x", [1, 2, 3, 3])], [Ints("strides", 2, 2), Ints("output_padding", 1, 1)],
+                [Tensors.Create("w", Random([2, 3, 3, 3], 5), 2, 3, 3, 3)], ["y"]),
+            "Flatten" => ([("x", [2, 3, 4])], [Int("axis", 2)], [], ["y"]),
+            "Gather" => ([("x", [4, 3])], [Int("axis", 0)], [Tensors.Create("i", new long[] { 3, 0, 2 }, 3)], ["y"]),
+            "Concat" => ([("x", [2, 3]), ("z", [2, 1])], [Int("axis", 1)], [], ["y"]),
+            "Cast" => ([("x", [2, 3])], [Int("to", (long)DataType.Int64)], [], ["y"]),
+            "LeakyRelu" => ([("x", [2, 3])], [Float("alpha", 0.2f)], [], ["y"]),
+            "ArgMax" => ([("x", [2, 3])], [Int("axis", -1)], [], ["y"]),
+            _ => ([("x", [2, 3, 4])], [Ints("perm", 2, 0, 1)], Array.Empty<TensorProto>(), new[] { "y" }),
+        };
+        var old = OneNode(opset, op, inputs, outputs, attrs, inits);
+        var m = AssertSameOutputs(old);
+        Assert.Equal(old.Graph.Node, m.Graph.Node);
+    }
+
     [Theory]
     [InlineData("Softmax", null)]
     [InlineData("Softmax", 0L)]

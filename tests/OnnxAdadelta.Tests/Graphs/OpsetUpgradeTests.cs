@@ -362,6 +362,23 @@ public class OpsetUpgradeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void LeftoverAttributesOfOlderVersionsAreDroppedOrRefused()
+    {
+        // consumed_inputs (opsets 1-5) only hinted at memory reuse; Dropout's is_test=1 is the inference mode.
+        var relu = OneNode(7, "Relu", [("x", [2])], ["y"], [Ints("consumed_inputs", 0)]);
+        Assert.Empty(OpsetUpgrade.Apply(relu).Graph.Node.Single().Attribute);
+        var dropout = OneNode(7, "Dropout", [("x", [2])], ["y"], [Int("is_test", 1)]);
+        Assert.DoesNotContain(OpsetUpgrade.Apply(dropout).Graph.Node.Single(n => n.OpType == "Dropout").Attribute, a => a.Name == "is_test");
+        var training = OneNode(7, "Dropout", [("x", [2])], ["y"], [Int("is_test", 0)]);
+        var e = Assert.Throws<OnnxAdadeltaException>(() => OpsetUpgrade.Apply(training));
+        Assert.Contains("Dropout (is_test=0: training-mode dropout of an inference model) ×1", e.Message);
+        var unsqueeze = OneNode(11, "Unsqueeze", [("x", [2])], ["y"]);
+        Assert.Contains("Unsqueeze (no 'axes' attribute) ×1", Assert.Throws<OnnxAdadeltaException>(() => OpsetUpgrade.Apply(unsqueeze)).Message);
+        var scan = OneNode(8, "Scan", [("x", [2])], ["y"]);
+        Assert.Contains("Scan (the opset-8 signature", Assert.Throws<OnnxAdadeltaException>(() => OpsetUpgrade.Apply(scan)).Message);
+    }
+
+    [Fact]
     public void OpsetsBefore7AreRefusedAndNewerOnesAreLeftAlone()
     {
         var e = Assert.Throws<OnnxAdadeltaException>(() => OpsetUpgrade.Apply(OneNode(6, "Relu", [("x", [2])], ["y"])));

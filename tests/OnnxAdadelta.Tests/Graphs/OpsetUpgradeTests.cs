@@ -222,10 +222,20 @@ public class OpsetUpgradeTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Resize10NearestDownsamplingKeepsItsOutputs()
+    public void Resize10DownsamplingKeepsItsOutputs()
     {
         var scales = Tensors.Create("scales", new float[] { 1, 1, 0.6f, 0.75f }, 4);
         AssertSameOutputs(OneNode(10, "Resize", [("x", [1, 2, 5, 8])], ["y"], [Str("mode", "nearest")], [scales]));
+        AssertSameOutputs(OneNode(10, "Resize", [("x", [1, 2, 5, 8])], ["y"], [Str("mode", "linear")], [scales]));
+        // Scales from a Constant node are read too.
+        var fromConstant = OneNode(10, "Resize", [("x", [1, 2, 5, 8])], ["y"], [Str("mode", "nearest")], nodeInputs: ["x", "s"]);
+        fromConstant.Graph.Node.Insert(0, new NodeProto
+        {
+            OpType = "Constant", Name = "s_const", Output = { "s" },
+            Attribute = { new AttributeProto { Name = "value", Type = AttributeProto.Types.AttributeType.Tensor, T = Tensors.Create("", new float[] { 1, 1, 0.6f, 0.75f }, 4) } },
+        });
+        var upgraded = AssertSameOutputs(fromConstant);
+        Assert.Equal("ceil", upgraded.Graph.Node.Single(n => n.OpType == "Resize").Attribute.Single(a => a.Name == "nearest_mode").S.ToStringUtf8());
         var mixed = Tensors.Create("scales", new float[] { 1, 1, 0.6f, 1.5f }, 4);
         var e = Assert.Throws<OnnxAdadeltaException>(() => OpsetUpgrade.Apply(OneNode(10, "Resize", [("x", [1, 2, 5, 8])], ["y"], [Str("mode", "nearest")], [mixed])));
         Assert.Contains("Resize (opset 10, nearest, shrinking some axes and enlarging others) ×1", e.Message);

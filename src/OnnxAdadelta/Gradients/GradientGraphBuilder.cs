@@ -66,6 +66,12 @@ public sealed record BuildTrainingOptions
     /// training_mode is a constant true, <see cref="DropoutMode.Train"/> drops random elements on every step.
     /// </summary>
     public DropoutMode Dropout { get; init; } = DropoutMode.Identity;
+
+    /// <summary>
+    /// Whether float Constant nodes with more than one element become trainable initializers of the same name
+    /// (<see cref="ConstantWeights"/>): null (default) where the model has no float initializers, true always, false never.
+    /// </summary>
+    public bool? TrainableConstants { get; init; }
 }
 
 /// <summary>
@@ -93,9 +99,10 @@ public static class GradientGraphBuilder
     /// <exception cref="OnnxAdadeltaException">Bad options or an op without a rule; the message names the culprit.</exception>
     public static ModelProto Build(ModelProto inference, BuildTrainingOptions options, out BuildTrainingReport report)
     {
-        var model = inference.Clone();
+        var model = OpsetUpgrade.Apply(inference);
         var graph = model.Graph;
         InputShapes.Apply(model, options.InputShapes);
+        ConstantWeights.Apply(graph, options.TrainableConstants);
         Opsets.RaiseForRewrite(model);
         GraphPasses.TopologicalSort(graph);
         // Training forms first: their buffer outputs join the original outputs.

@@ -75,7 +75,7 @@ public sealed class LoweringContext : NodeRuleContext
     }
     /// <summary>An error naming this node and its op.</summary>
     public override OnnxAdadeltaException Fail(string problem) =>
-        new($"Cannot lower node '{Node.Name}' (com.microsoft.{Node.OpType}): {problem}.");
+        new($"Cannot lower node '{Node.Name}' ({(Node.Domain.Length == 0 ? "ai.onnx" : Node.Domain)}.{Node.OpType}): {problem}.");
 }
 
 /// <summary>A lowering rule: computes the outputs of one com.microsoft node from standard ops.</summary>
@@ -120,25 +120,64 @@ public static class Lowering
     public const string MicrosoftDomain = "com.microsoft";
 
     /// <summary>
-    /// Lowers every com.microsoft node of <paramref name="model"/> in place, in topological order. Unsupported ops are
-    /// all collected first: the error lists every one with its count, so the whole gap is known at once.
+    /// Whether <paramref name="node"/> is a training op this class lowers: a com.microsoft op with a rule, or an op with a
+    /// rule in the ai.onnx domain that is not a standard op of <paramref name="opset"/> (older onnxruntime-training
+    /// registered some of its training ops, ConvGrad and the pool gradients among them, in the ONNX domain).
+    /// </summary>
+    public static bool IsLowered(NodeProto node, long opset) =>
+        LoweringRules.Find(node.OpType) is not null
+        && (node.Domain == MicrosoftDomain || (node.Domain is "" or "ai.onnx" && !OnnxOperators.IsStandard(node.OpType, opset)));
+
+    /// <summary>
+    /// The ops of a training model that neither are standard ops of its ai.onnx opset nor have a lowering (subgraphs
+    /// included, where nothing is lowered), as "op ×count" sorted by op (com.microsoft ops by their bare type, others
+    /// with their domain); empty when everything can be imported.
+    /// </summary>
+    public static List<string> Unsupported(ModelProto model)
+    {
+        long opset = model.OpsetImport.FirstOrDefault(o => o.Domain is "" or "ai.onnx")?.Version ?? 1;
+        var found = new List<string>();
+        void Visit(IEnumerable<NodeProto> nodes, bool main)
+        {
+            foreach (var n in nodes)
+            {
+                bool standard = n.Domain is "" or "ai.onnx" && OnnxOperators.IsStandard(n.OpType, opset);
+                if (!standard && !(main && IsLowered(n, opset)))
+                {
+                    var name = n.Domain == MicrosoftDomain ? n.OpType : $"{(n.Domain.Length == 0 ? "ai.onnx" : n.Domain)}.{n.OpType}";
+                    found.Add(main ? name : $"{name} (in a subgraph)");
+                }
+                foreach (var a in n.Attribute)
+                {
+                    if (a.G is not null) Visit(a.G.Node, false);
+                    foreach (var g in a.Graphs) Visit(g.Node, false);
+                }
+            }
+        }
+        Visit(model.Graph.Node, true);
+        return found.GroupBy(x => x).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Key} ×{g.Count()}").ToList();
+    }
+
+    /// <summary>
+    /// Lowers every training-op node of <paramref name="model"/> (<see cref="IsLowered"/>) in place, in topological
+    /// order. Ops that are neither standard ops of the model's opset nor lowerable are all collected first: the error
+    /// lists every one with its count, so the whole gap is known at once.
     /// </summary>
     public static void Apply(ModelProto model)
     {
         var graph = model.Graph;
-        var unsupported = graph.Node.Where(n => n.Domain == MicrosoftDomain && LoweringRules.Find(n.OpType) is null)
-            .GroupBy(n => n.OpType).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Key} ×{g.Count()}").ToList();
-        var otherDomains = graph.Node.Where(n => n.Domain is not ("" or "ai.onnx" or MicrosoftDomain))
-            .GroupBy(n => $"{n.Domain}.{n.OpType}").Select(g => $"{g.Key} ×{g.Count()}");
-        unsupported.AddRange(otherDomains);
+        var unsupported = Unsupported(model);
         if (unsupported.Count > 0)
-            throw new OnnxAdadeltaException($"Unsupported ops in the training model: {string.Join(", ", unsupported)}. Supported com.microsoft ops: {string.Join(", ", LoweringRules.Supported)}.");
-        if (!graph.Node.Any(n => n.Domain == MicrosoftDomain)) return;
+            throw new OnnxAdadeltaException($"Unsupported ops in the training model: {string.Join(", ", unsupported)}. " +
+                $"Ops that can be lowered (com.microsoft, or ai.onnx where the opset has no such op): {string.Join(", ", LoweringRules.Supported)}.");
+        long modelOpset = model.OpsetImport.FirstOrDefault(o => o.Domain is "" or "ai.onnx")?.Version ?? 1;
+        bool Lowered(NodeProto n) => IsLowered(n, modelOpset);
+        if (!graph.Node.Any(Lowered)) return;
 
         Optimizers.Opsets.RaiseForRewrite(model);
         int opset = (int)model.OpsetImport.Single(o => o.Domain is "" or "ai.onnx").Version;
         GraphPasses.TopologicalSort(graph);
-        var types = InferableTypes(model);
+        var types = InferableTypes(model, Lowered);
         var builder = new GraphBuilder(graph);
         var original = graph.Node.ToList();
         graph.Node.Clear();
@@ -146,7 +185,7 @@ public static class Lowering
         for (int k = 0; k < original.Count; k++)
         {
             var node = original[k];
-            if (node.Domain != MicrosoftDomain) { graph.Node.Add(node); continue; }
+            if (!Lowered(node)) { graph.Node.Add(node); continue; }
             int position = k;
             Gradients.ValueType? Infer(string value)
             {
@@ -157,7 +196,7 @@ public static class Lowering
                     var probe = model.Clone();
                     probe.Graph.Node.Clear();
                     probe.Graph.Node.AddRange(graph.Node.Concat(original.Skip(position)).Select(n => n.Clone()));
-                    types = InferableTypes(probe);
+                    types = InferableTypes(probe, Lowered);
                 }
                 return types.GetValueOrDefault(value);
             }
@@ -180,7 +219,7 @@ public static class Lowering
     /// Types ONNX Runtime infers for the part of the graph it can load: training-only ops (which stock ORT has no
     /// kernels for) are cut out, and the values they compute are left unknown.
     /// </summary>
-    private static IReadOnlyDictionary<string, Gradients.ValueType> InferableTypes(ModelProto model)
+    private static IReadOnlyDictionary<string, Gradients.ValueType> InferableTypes(ModelProto model, Func<NodeProto, bool> lowered)
     {
         var probe = model.Clone();
         var g = probe.Graph;
@@ -188,7 +227,7 @@ public static class Lowering
         var kept = new List<NodeProto>();
         foreach (var node in g.Node)
         {
-            bool training = node.Domain == MicrosoftDomain && !OrtInferenceContribOps.Contains(node.OpType);
+            bool training = lowered(node) && !(node.Domain == MicrosoftDomain && OrtInferenceContribOps.Contains(node.OpType));
             if (training || node.Input.Any(cut.Contains)) { foreach (var o in node.Output) cut.Add(o); continue; }
             kept.Add(node);
         }

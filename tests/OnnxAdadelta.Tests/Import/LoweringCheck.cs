@@ -134,7 +134,7 @@ internal static class LoweringCheck
         _ => throw new ArgumentException(f.Name),
     };
 
-    private static List<float[]> Run(ModelProto model, Feed[] inputs, string[] outputs)
+    public static List<float[]> Run(ModelProto model, Feed[] inputs, string[] outputs)
     {
         using var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
         using var session = new InferenceSession(model.ToByteArray(), options);

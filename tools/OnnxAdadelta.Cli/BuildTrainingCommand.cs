@@ -19,6 +19,9 @@ public sealed class BuildTrainingFlags
     private readonly bool _ownsFreeze;
     private readonly Option<string[]> _trainable = new("--trainable") { Description = "NAME or PATTERN: train only these (repeatable); exact names may be graph inputs without values.", Arity = ArgumentArity.ZeroOrMore };
     private readonly Option<bool> _list = new("--list-parameters") { Description = "Print every candidate parameter: its shape, whether it trains, and why." };
+    private readonly Option<bool?> _trainableConstants = new("--trainable-constants") { Description = "Train float Constant-node tensors (more than one element) as weights: true or false (default: only where the model has no float initializers)." };
+    private readonly Option<string?> _batchNorm = new("--batchnorm") { Description = "inference | train: BatchNormalization with its running statistics (default), or with batch statistics, the running ones updated each step." };
+    private readonly Option<string?> _dropout = new("--dropout") { Description = "identity | train: Dropout as an identity (default), or a new random mask every step." };
 
     /// <summary>The flags, sharing <paramref name="freeze"/> with the Adadelta flags where a command has both.</summary>
     public BuildTrainingFlags(Option<string[]>? freeze = null)
@@ -37,7 +40,7 @@ public sealed class BuildTrainingFlags
     /// <summary>Adds the flags to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { _loss, _output, _target, _classAxis, _inputShape, _trainable, _list }) command.Options.Add(o);
+        foreach (var o in new Option[] { _loss, _output, _target, _classAxis, _inputShape, _trainable, _list, _trainableConstants, _batchNorm, _dropout }) command.Options.Add(o);
         if (_ownsFreeze) command.Options.Add(_freeze);
     }
 
@@ -73,6 +76,19 @@ public sealed class BuildTrainingFlags
             InputShapes = shapes,
             Freeze = r.GetValue(_freeze) ?? [],
             Trainable = r.GetValue(_trainable) ?? [],
+            TrainableConstants = r.GetValue(_trainableConstants),
+            BatchNorm = r.GetValue(_batchNorm) switch
+            {
+                null or "inference" => BatchNormMode.Inference,
+                "train" => BatchNormMode.Train,
+                var other => throw new ArgumentException($"--batchnorm {other}: expected inference or train."),
+            },
+            Dropout = r.GetValue(_dropout) switch
+            {
+                null or "identity" => DropoutMode.Identity,
+                "train" => DropoutMode.Train,
+                var other => throw new ArgumentException($"--dropout {other}: expected identity or train."),
+            },
         };
     }
 

@@ -42,15 +42,24 @@ internal static class TrainingLoss
         };
     }
 
+    /// <summary>
+    /// The type of a value: as declared where every dimension is a number; otherwise as ONNX Runtime infers it, which
+    /// can know sizes the declaration leaves symbolic (after <c>--input-shape</c>, say), keeping declared symbols.
+    /// </summary>
     private static ValueType TypeOf(ModelProto model, GraphIndex index, string value)
     {
-        if (index.TypeOf(value) is { TensorType: { } t } declared && t.ElemType != 0)
+        ValueType? declared = null;
+        if (index.TypeOf(value) is { TensorType: { } t } type && t.ElemType != 0)
         {
-            var dims = declared.Dims();
-            return new ValueType((DataType)t.ElemType, dims?.Select(d => d as long?).ToArray(), dims?.Select(d => d as string).ToArray());
+            var dims = type.Dims();
+            declared = new ValueType((DataType)t.ElemType, dims?.Select(d => d as long?).ToArray(), dims?.Select(d => d as string).ToArray());
+            if (declared.Dims is { } known && known.All(d => d is not null)) return declared;
         }
-        return ShapeInference.Infer(model).GetValueOrDefault(value)
-            ?? throw new OnnxAdadeltaException($"--output {value}: shape inference found no type for '{value}'.");
+        var inferred = ShapeInference.Infer(model).GetValueOrDefault(value);
+        if (inferred?.Dims is null || declared?.Dims is { } d0 && d0.Length != inferred.Dims.Length)
+            return declared ?? inferred ?? throw new OnnxAdadeltaException($"--output {value}: shape inference found no type for '{value}'.");
+        var symbols = inferred.Dims.Select((d, k) => d is null ? inferred.Symbol(k) ?? declared?.Symbol(k) : null).ToArray();
+        return inferred with { Symbols = symbols };
     }
 
     /// <summary>

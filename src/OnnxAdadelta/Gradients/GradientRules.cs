@@ -42,6 +42,7 @@ public static partial class GradientRules
         RegisterShape(r);
         RegisterConvolution(r);
         RegisterNormalization(r);
+        RegisterResampling(r);
         return r;
     }
 

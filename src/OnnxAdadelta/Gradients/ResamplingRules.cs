@@ -4,8 +4,8 @@ using G = OnnxAdadelta.Gradients.GradientContext;
 namespace OnnxAdadelta.Gradients;
 
 /// <summary>
-/// Gradients of the resampling ops: Resize (nearest, linear and cubic, every coordinate transformation, scales or
-/// sizes, axes, keep_aspect_ratio_policy) and the block rearrangements DepthToSpace (DCR, CRD) and SpaceToDepth.
+/// Gradients of the resampling ops: Resize (nearest, linear and cubic, antialias, every coordinate transformation,
+/// scales or sizes, axes, keep_aspect_ratio_policy) and the block rearrangements DepthToSpace (DCR, CRD) and SpaceToDepth.
 /// </summary>
 public static partial class GradientRules
 {
@@ -55,9 +55,9 @@ public static partial class GradientRules
     }
 
     /// <summary>
-    /// Resize without antialiasing is linear in X and separable: along each resized axis a, y = M_a·x with a static
-    /// interpolation matrix M_a [out, in] (one 1 per row for nearest, two weights for linear, four for cubic, a zero
-    /// row where tf_crop_and_resize extrapolates). So dX applies each M_aᵀ to GO along its axis (Transpose, MatMul, Transpose).
+    /// Resize is linear in X and separable: along each resized axis a, y = M_a·x with a static interpolation matrix
+    /// M_a [out, in] (one 1 per row for nearest, two weights for linear, four for cubic, a stretched filter with
+    /// antialias, a zero row where tf_crop_and_resize extrapolates). So dX applies each M_aᵀ to GO along its axis (Transpose, MatMul, Transpose).
     /// The matrices are built here from the static sizes and the constant scales/sizes/roi, following ONNX Runtime's
     /// arithmetic: coordinates in float32, an axis whose scale is 1 copied unchanged (except by 1-D nearest), nearest indices and linear
     /// neighbours clamped to the input. Input and output sizes must be static.
@@ -68,9 +68,10 @@ public static partial class GradientRules
             "keep_aspect_ratio_policy", "mode", "nearest_mode");
         var mode = c.String("mode", "nearest");
         if (mode is not ("nearest" or "linear" or "cubic")) throw c.Fail($"mode='{mode}' is not a Resize mode (nearest, linear, cubic)");
-        if (c.Int("antialias", 0) != 0) throw c.Fail("antialias=1 is not supported by the gradient rule; export the model without antialiasing");
+        bool antialias = c.Int("antialias", 0) != 0;
+        if (antialias && mode == "nearest") throw c.Fail("antialias=1 applies to linear and cubic modes only, not mode='nearest'");
         bool excludeOutside = c.Int("exclude_outside", 0) != 0;
-        if (excludeOutside && mode != "cubic") throw c.Fail($"exclude_outside=1 applies to cubic mode only, not mode='{mode}'");
+        if (excludeOutside && mode != "cubic" && !antialias) throw c.Fail($"exclude_outside=1 applies to cubic mode or antialias=1 only, not mode='{mode}'");
         float cubicA = c.Float("cubic_coeff_a", -0.75f);
         var transform = c.String("coordinate_transformation_mode", "half_pixel");
         if (transform is not ("half_pixel" or "half_pixel_symmetric" or "pytorch_half_pixel" or "align_corners" or "asymmetric" or "tf_crop_and_resize" or "tf_half_pixel_for_nn"))
@@ -89,7 +90,8 @@ public static partial class GradientRules
         if (axes.Any(a => a < 0 || a >= rank) || axes.Distinct().Count() != axes.Length)
             throw c.Fail($"axes [{string.Join(",", c.Ints("axes")!)}] must be distinct axes of a rank-{rank} input");
         var (scales, output) = ResizeScales(c, Static, rank, axes);
-        bool Resized(int a) => scales[a] != 1f || (mode == "nearest" && rank == 1); // ONNX Runtime copies the others (its 1-D nearest path excepted)
+        // ONNX Runtime copies the other axes: those of scale 1 (but for its 1-D nearest path), with antialias those whose size stays.
+        bool Resized(int a) => antialias ? scales[a] != 1f && Static(a) != output[a] : scales[a] != 1f || (mode == "nearest" && rank == 1);
         var outDims = c.Type(c.O(0)).Dims;
         for (int a = 0; a < rank; a++)
             if (Resized(a) && outDims is not null && outDims.Length == rank && outDims[a] is { } d && d != output[a])
@@ -115,7 +117,7 @@ public static partial class GradientRules
         {
             if (!Resized(a)) continue;
             long inLen = Static(a);
-            var m = ResizeMatrix(new(mode, transform, nearest, cubicA, excludeOutside), inLen, output[a], scales[a], roi[a], roi[rank + a]);
+            var m = ResizeMatrix(new(mode, transform, nearest, cubicA, excludeOutside, antialias), inLen, output[a], scales[a], roi[a], roi[rank + a]);
             var matrix = c.Op("CastLike", [c.Constant(Tensors.Create("", m, output[a], inLen)), g]);
             long[] perm = [.. Enumerable.Range(0, rank).Where(i => i != a).Select(i => (long)i), a];
             bool last = a == rank - 1;
@@ -215,6 +217,11 @@ public static partial class GradientRules
                 m[o * inLen + Math.Clamp(i, 0, inLen - 1)] = 1;
                 continue;
             }
+            if (r.Antialias)
+            {
+                AntialiasRow(m.AsSpan((int)(o * inLen), (int)inLen), original, scale, mode == "cubic", r.CubicA, r.ExcludeOutside);
+                continue;
+            }
             if (mode == "cubic")
             {
                 CubicRow(m.AsSpan((int)(o * inLen), (int)inLen), original, r.CubicA, r.ExcludeOutside);
@@ -262,7 +269,37 @@ public static partial class GradientRules
     }
 
     /// <summary>How Resize interpolates: mode, coordinate transformation, nearest rounding and the cubic settings.</summary>
-    private sealed record ResizeMode(string Mode, string Transform, string Nearest, float CubicA, bool ExcludeOutside);
+    private sealed record ResizeMode(string Mode, string Transform, string Nearest, float CubicA, bool ExcludeOutside, bool Antialias);
+
+    /// <summary>
+    /// One row of antialiased linear or cubic resampling, as ONNX Runtime (after Pillow) computes it in float32: the
+    /// filter (triangle of support 2, or Keys' cubic of support 4) is stretched by 1/scale when downsampling and centred
+    /// at the source coordinate + 0.5; its taps ⌊centre ± support/2·max(1, 1/scale) + 0.5⌋ beyond the input fold onto
+    /// the edge elements, or with <paramref name="excludeOutside"/> are dropped, and the weights are normalized to sum 1.
+    /// </summary>
+    private static void AntialiasRow(Span<double> row, float original, float scale, bool cubic, float a, bool excludeOutside)
+    {
+        float inverse = 1.0f / scale;
+        float support = inverse >= 1.0f ? (cubic ? 4f : 2f) * 0.5f * inverse : (cubic ? 4f : 2f) * 0.5f;
+        float stretch = inverse >= 1.0f ? 1.0f / inverse : 1.0f;
+        float center = 0.5f + original;
+        long first = (long)MathF.Floor(center - support + 0.5f), end = (long)MathF.Floor(center + support + 0.5f);
+        int n = row.Length;
+        if (excludeOutside) (first, end) = (Math.Max(first, 0), Math.Min(end, n));
+        var weights = new float[end - first];
+        float total = 0;
+        for (long x = 0; x < end - first; x++)
+        {
+            float t = Math.Abs((x + first - center + 0.5f) * stretch);
+            float w = cubic
+                ? t < 1f ? ((a + 2.0f) * t - (a + 3.0f)) * t * t + 1 : t < 2f ? (((t - 5.0f) * t + 8f) * t - 4f) * a : 0f
+                : t < 1f ? 1f - t : 0f;
+            weights[x] = w;
+            total += w;
+        }
+        float norm = total == 0f ? 1f : 1f / total;
+        for (long x = 0; x < end - first; x++) row[(int)Math.Clamp(x + first, 0, n - 1)] += weights[x] * norm;
+    }
 
     private static float HalfPixelSymmetric(float xr, float scale, float lengthResized, float lengthOriginal)
     {

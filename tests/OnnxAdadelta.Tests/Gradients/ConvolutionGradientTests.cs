@@ -130,6 +130,18 @@ public class ConvolutionGradientTests
         Check("ConvTranspose", [Random("x", [1, 2, 3, 3], 77), Random("w", [2, 2, 3, 2], 78)],
             [A.Attr("auto_pad", "VALID"), Ints("strides", 2, 3)], float32: true);
 
+    [Theory]
+    [InlineData("NOTSET", "output_shape is given")]
+    [InlineData("SAME_UPPER", "auto_pad=SAME_UPPER")]
+    public void ConvTransposeWithSymbolicSpatialSizesIsRefused(string mode, string named)
+    {
+        var w = Tensors.Create("w", Enumerable.Repeat(0.5f, 16).ToArray(), 2, 2, 2, 2);
+        AttributeProto[] attributes = mode == "NOTSET" ? [Ints("strides", 2, 2), Ints("output_shape", 6, 6)] : [Ints("strides", 2, 2), A.Attr("auto_pad", mode)];
+        var e = ResamplingGradientTests.BuildFails("ConvTranspose", [1, 2, "H", "W"], ["x", "w"], [w], attributes);
+        Assert.Contains(named, e.Message);
+        Assert.Contains("must be static", e.Message);
+    }
+
     [Fact]
     public void ConvTransposeOnlyTheWeightTrained() =>
         Check("ConvTranspose", [Fixed("x", Random("x", [1, 2, 3, 3], 79).Values, 1, 2, 3, 3), Random("w", [2, 2, 2, 2], 80)],

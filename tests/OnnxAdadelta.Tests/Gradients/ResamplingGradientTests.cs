@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
 using OnnxAdadelta.Gradients;
+using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Training;
 using static OnnxAdadelta.Tests.Gradients.GradientCheck;
@@ -140,11 +141,17 @@ public class ResamplingGradientTests
             [A.Attr("mode", "linear"), A.Attr("coordinate_transformation_mode", "tf_crop_and_resize")],
             nodeInputs: ["x", "roi", "", "sizes"], float32: true);
 
-    [Fact]
-    public void ResizeAntialiasIsRefused()
+    [Theory]
+    [InlineData("linear", 0L)]
+    [InlineData("linear", 1L)]
+    [InlineData("cubic", 0L)]
+    [InlineData("cubic", 1L)]
+    public void ResizeAntialias(string mode, long excludeOutside)
     {
-        var e = Assert.Throws<OnnxAdadeltaException>(() => Scales("linear", [1, 1, 4, 4], [1, 1, 0.5f, 0.5f], 18, 18, A.Attr("antialias", 1L)));
-        Assert.Contains("antialias=1", e.Message);
+        // Downsampling widens the filter (several taps past the edges); upsampling keeps it; an unchanged size is a copy.
+        AttributeProto[] attributes = [A.Attr("antialias", 1L), A.Attr("exclude_outside", excludeOutside)];
+        Scales(mode, [1, 2, 7, 5], [1, 1, 0.45f, 1.6f], 25, 18, attributes);
+        Scales(mode, [2, 1, 6, 4], [1, 1, 0.7f, 1.1f], 26, 18, [.. attributes, A.Attr("coordinate_transformation_mode", "align_corners"), A.Attr("cubic_coeff_a", -0.5f)]);
     }
 
     [Theory]
@@ -238,5 +245,58 @@ public class ResamplingGradientTests
         double numeric = (Run(Moved(eps), ["loss"])[0][0] - Run(Moved(-eps), ["loss"])[0][0]) / (2 * eps);
         Assert.True(Math.Abs(along) > 1e-4, $"{file}: the directional derivative {along} is too small to compare");
         Assert.True(Math.Abs(along - numeric) <= 0.02 * Math.Abs(along), $"{file}: gradient·v = {along}, central difference {numeric}");
+    }
+
+    /// <summary>
+    /// Builds the training graph of a one-node model on x (float32, dims given as sizes or symbols) with
+    /// <paramref name="constants"/> as initializers, x trained through the loss Σ y; returns the refusal.
+    /// </summary>
+    internal static OnnxAdadeltaException BuildFails(string op, object[] xDims, string[] inputs, TensorProto[] constants, params AttributeProto[] attributes)
+    {
+        var g = new GraphProto { Name = op + "_refusal" };
+        var shape = new TensorShapeProto();
+        foreach (var d in xDims)
+            shape.Dim.Add(d is string symbol ? new TensorShapeProto.Types.Dimension { DimParam = symbol } : new TensorShapeProto.Types.Dimension { DimValue = Convert.ToInt64(d) });
+        g.Input.Add(new ValueInfoProto { Name = "x", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } } });
+        g.Initializer.AddRange(constants);
+        var node = new NodeProto { OpType = op, Name = op, Output = { "y" } };
+        node.Input.AddRange(inputs);
+        node.Attribute.AddRange(attributes);
+        g.Node.Add(node);
+        return BuildFails(g);
+    }
+
+    /// <summary>The refusal of building the training graph of <paramref name="g"/> with loss L = Σ y, x trained.</summary>
+    private static OnnxAdadeltaException BuildFails(GraphProto g)
+    {
+        g.Node.Add(new NodeProto { OpType = "ReduceSum", Name = "L", Input = { "y" }, Output = { "L" }, Attribute = { A.Attr("keepdims", 0L) } });
+        g.Output.Add(TypeProtos.ValueInfo("L", TensorProto.Types.DataType.Float, []));
+        var m = new ModelProto { IrVersion = 9, Graph = g };
+        m.OpsetImport.Add(new OperatorSetIdProto { Version = 18 });
+        return Assert.Throws<OnnxAdadeltaException>(() => GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = LossKind.Output, Output = "L", Trainable = ["x"] }));
+    }
+
+    [Fact]
+    public void ResizeOfASymbolicAxisIsRefusedWithAHint()
+    {
+        // The batch axis may stay symbolic (scale 1); a resized one may not.
+        var e = BuildFails("Resize", ["N", 2, "H", 4], ["x", "", "scales"], [Tensors.Create("scales", [1f, 1, 2, 2], 4)], A.Attr("mode", "nearest"));
+        Assert.Contains("axis 2 of 'x'", e.Message);
+        Assert.Contains("--input-shape NAME=D0,...", e.Message);
+    }
+
+    [Fact]
+    public void ResizeWithComputedScalesIsRefused() =>
+        Assert.Contains("the scales input 's' is not a constant", BuildFailsWithComputedScales().Message);
+
+    private static OnnxAdadeltaException BuildFailsWithComputedScales()
+    {
+        var g = new GraphProto { Name = "computed_scales" };
+        g.Input.Add(TypeProtos.ValueInfo("x", TensorProto.Types.DataType.Float, [1, 1, 2, 2]));
+        g.Initializer.Add(Tensors.Create("base", [1f, 1, 1, 1], 4));
+        g.Initializer.Add(Tensors.Create("bump", [0f, 0, 1, 1], 4));
+        g.Node.Add(new NodeProto { OpType = "Add", Name = "scales", Input = { "base", "bump" }, Output = { "s" } });
+        g.Node.Add(new NodeProto { OpType = "Resize", Name = "Resize", Input = { "x", "", "s" }, Output = { "y" }, Attribute = { A.Attr("mode", "nearest") } });
+        return BuildFails(g);
     }
 }

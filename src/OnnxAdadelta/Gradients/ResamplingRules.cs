@@ -59,8 +59,9 @@ public static partial class GradientRules
     /// M_a [out, in] (one 1 per row for nearest, two weights for linear, four for cubic, a stretched filter with
     /// antialias, a zero row where tf_crop_and_resize extrapolates). So dX applies each M_aᵀ to GO along its axis (Transpose, MatMul, Transpose).
     /// The matrices are built here from the static sizes and the constant scales/sizes/roi, following ONNX Runtime's
-    /// arithmetic: coordinates in float32, an axis whose scale is 1 copied unchanged (except by 1-D nearest), nearest indices and linear
-    /// neighbours clamped to the input. Input and output sizes must be static.
+    /// arithmetic: coordinates in float32; an axis whose scale is 1 copied unchanged (except by 1-D nearest; with
+    /// antialias, an axis whose size stays); X copied when no size changes; nearest indices and linear and cubic
+    /// neighbours clamped to the input. The input sizes of the resized axes must be static.
     /// </summary>
     private static void ResizeGradient(GradientContext c)
     {

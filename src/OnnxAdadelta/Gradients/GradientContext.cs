@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Onnx;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
+using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Gradients;
 
@@ -66,6 +67,19 @@ public sealed class GradientContext : NodeRuleContext
     public long[]? ConstantInts(int i) => HasInput(i) ? ConstantValues?.Invoke(I(i)) : null;
 
     internal Func<string, long[]?>? ConstantValues { get; init; }
+
+    /// <summary>
+    /// The values of a constant float32 or float64 input (an initializer or a Constant node's tensor), or null when it
+    /// is computed or of another type.
+    /// </summary>
+    public double[]? ConstantFloats(int i) => (HasInput(i) ? ConstantTensorOf?.Invoke(I(i)) : null) switch
+    {
+        { DataType: (int)DataType.Float } t => [.. t.ToFloatArray().Select(v => (double)v)],
+        { DataType: (int)DataType.Double } t => t.ToArray<double>(),
+        _ => null,
+    };
+
+    internal Func<string, TensorProto?>? ConstantTensorOf { get; init; }
 
     /// <summary>
     /// Sums <paramref name="gradient"/> (shaped like forward value <paramref name="from"/>) down to the shape of

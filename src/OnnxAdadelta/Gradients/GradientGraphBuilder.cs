@@ -136,7 +136,8 @@ public static class GradientGraphBuilder
         contributions[loss] = [builder.Add("Expand", [one, builder.Add("Shape", [loss], $"{loss}_grad/shape")], $"{loss}_grad")];
 
         int opset = (int)model.OpsetImport.Single(o => o.Domain is "" or "ai.onnx").Version;
-        var constants = ConstantInts(graph);
+        var tensors = ConstantTensors(graph);
+        var constants = ConstantInts(tensors);
         foreach (var node in graph.Node.Reverse().ToList())
         {
             bool relevant = node.Input.Any(required.Contains) && node.Output.Any(reaches.Contains);
@@ -151,7 +152,7 @@ public static class GradientGraphBuilder
             if (node.Output.All(o => GradientOf(o) is null)) continue;
             var ctx = new GradientContext(builder, node, opset, types, GradientOf,
                 i => required.Contains(node.Input[i]) && info.IsDifferentiable(i) && types.GetValueOrDefault(node.Input[i])?.IsFloat == true)
-            { ConstantValues = constants };
+            { ConstantValues = constants, ConstantTensorOf = tensors };
             info.Rule(ctx);
             foreach (var (i, g) in ctx.InputGradients)
             {
@@ -223,15 +224,10 @@ public static class GradientGraphBuilder
     /// Int64 (and bool, as 0/1) values of initializers and Constant nodes, for rules that need static axes, shapes or
     /// flags. An initializer that is also a graph input is only a default the caller may override, so it is not a constant.
     /// </summary>
-    private static Func<string, long[]?> ConstantInts(GraphProto graph)
-    {
-        var overridable = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
-        var inits = graph.Initializer.Where(t => !overridable.Contains(t.Name)).ToDictionary(t => t.Name, StringComparer.Ordinal);
-        var constants = graph.Node.Where(n => n.OpType == "Constant" && n.Attribute.Any(a => a.Name == "value"))
-            .ToDictionary(n => n.Output[0], n => n.Attribute.First(a => a.Name == "value").T, StringComparer.Ordinal);
-        return name =>
+    private static Func<string, long[]?> ConstantInts(Func<string, TensorProto?> tensors) =>
+        name =>
         {
-            var t = inits.GetValueOrDefault(name) ?? constants.GetValueOrDefault(name);
+            var t = tensors(name);
             return t switch
             {
                 { DataType: (int)DataType.Int64 } => t.ToInt64Array(),
@@ -239,6 +235,18 @@ public static class GradientGraphBuilder
                 _ => null,
             };
         };
+
+    /// <summary>
+    /// The tensors of initializers and Constant nodes (an initializer that is also a graph input is only a default the
+    /// caller may override, so it is not a constant).
+    /// </summary>
+    private static Func<string, TensorProto?> ConstantTensors(GraphProto graph)
+    {
+        var overridable = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        var inits = graph.Initializer.Where(t => !overridable.Contains(t.Name)).ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var constants = graph.Node.Where(n => n.OpType == "Constant" && n.Attribute.Any(a => a.Name == "value"))
+            .ToDictionary(n => n.Output[0], n => n.Attribute.First(a => a.Name == "value").T, StringComparer.Ordinal);
+        return name => inits.GetValueOrDefault(name) ?? constants.GetValueOrDefault(name);
     }
 
     // Dimensions written as -1 above stand for "unknown": clear them.

@@ -44,6 +44,7 @@ public static partial class GradientRules
         RegisterNormalization(r);
         RegisterIndexing(r);
         RegisterActivations(r);
+        RegisterResampling(r);
         return r;
     }
 

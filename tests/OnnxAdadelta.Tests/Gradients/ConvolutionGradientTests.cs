@@ -76,6 +76,77 @@ public class ConvolutionGradientTests
         Check("Conv", [Fixed("x", Random("x", [1, 2, 5, 5], 24).Values, 1, 2, 5, 5), Random("w", [2, 1, 3, 3], 25)],
             [A.Attr("group", 2L), Ints("strides", 2, 2)], float32: true);
 
+    [Fact]
+    public void ConvTranspose1DWithStridePadsOutputPaddingAndBias() =>
+        // Output (4 − 1)·2 + 1 + 3 − 1 − 0 = 9; W is [C, M/group, K].
+        Check("ConvTranspose", [Random("x", [2, 2, 4], 50), Random("w", [2, 3, 3], 51), Random("b", [3], 52)],
+            [Ints("strides", 2), Ints("pads", 1, 0), Ints("output_padding", 1)], float32: true);
+
+    [Fact]
+    public void ConvTranspose2DWithStridesDilationsAndAsymmetricPads() =>
+        Check("ConvTranspose", [Random("x", [1, 2, 3, 4], 53), Random("w", [2, 2, 2, 3], 54), Random("b", [2], 55)],
+            [Ints("strides", 2, 3), Ints("dilations", 2, 1), Ints("pads", 1, 0, 0, 2), Ints("output_padding", 1, 2)], float32: true);
+
+    [Fact]
+    public void ConvTransposeGrouped()
+    {
+        Check("ConvTranspose", [Random("x", [2, 4, 3, 3], 58), Random("w", [4, 3, 2, 2], 59), Random("b", [6], 60)],
+            [A.Attr("group", 2L), Ints("strides", 2, 1), Ints("pads", 0, 1, 1, 0)], float32: true);
+        // Depthwise (group = C) with a channel multiplier of 2.
+        Check("ConvTranspose", [Random("x", [1, 3, 3, 2], 61), Random("w", [3, 2, 3, 2], 62)], [A.Attr("group", 3L), Ints("strides", 2, 2)], float32: true);
+    }
+
+    [Fact]
+    public void ConvTranspose3D() =>
+        Check("ConvTranspose", [Random("x", [1, 2, 2, 3, 2], 63), Random("w", [2, 2, 2, 2, 2], 64), Random("b", [2], 65)],
+            [Ints("strides", 2, 1, 1), Ints("dilations", 1, 1, 2), Ints("pads", 1, 0, 0, 0, 1, 1)], float32: true);
+
+    [Theory]
+    [InlineData("NOTSET")]
+    [InlineData("SAME_UPPER")]
+    [InlineData("SAME_LOWER")]
+    [InlineData("VALID")]
+    public void ConvTransposeOutputShape(string mode)
+    {
+        // Full size (3 − 1)·2 + 3 = 7 and (4 − 1)·2 + 2 = 8: total pads 2 and 1 (odd: the split depends on auto_pad).
+        Check("ConvTranspose", [Random("x", [1, 2, 3, 4], 66), Random("w", [2, 3, 3, 2], 67), Random("b", [3], 68)],
+            [A.Attr("auto_pad", mode), Ints("strides", 2, 2), Ints("output_shape", 5, 7)], float32: true);
+    }
+
+    [Theory]
+    [InlineData("SAME_UPPER")]
+    [InlineData("SAME_LOWER")]
+    public void ConvTransposeAutoPadSame(string mode)
+    {
+        // Output in·stride: total pads (3 − 1)·2 + 3 − 6 = 1 and (4 − 1)·2 + 2 − 8 = 0; dilation 2 on the first axis. (With
+        // output_padding, ONNX shape inference and ONNX Runtime disagree on the output size of SAME_UPPER/SAME_LOWER.)
+        Check("ConvTranspose", [Random("x", [1, 2, 3, 4], 72), Random("w", [2, 2, 2, 2], 73), Random("b", [2], 74)],
+            [A.Attr("auto_pad", mode), Ints("strides", 2, 2), Ints("dilations", 2, 1)], float32: true);
+        Check("ConvTranspose", [Random("x", [2, 1, 5], 75), Random("w", [1, 2, 4], 76)], [A.Attr("auto_pad", mode)], float32: true);
+    }
+
+    [Fact]
+    public void ConvTransposeAutoPadValid() =>
+        Check("ConvTranspose", [Random("x", [1, 2, 3, 3], 77), Random("w", [2, 2, 3, 2], 78)],
+            [A.Attr("auto_pad", "VALID"), Ints("strides", 2, 3)], float32: true);
+
+    [Theory]
+    [InlineData("NOTSET", "output_shape is given")]
+    [InlineData("SAME_UPPER", "auto_pad=SAME_UPPER")]
+    public void ConvTransposeWithSymbolicSpatialSizesIsRefused(string mode, string named)
+    {
+        var w = Tensors.Create("w", Enumerable.Repeat(0.5f, 16).ToArray(), 2, 2, 2, 2);
+        AttributeProto[] attributes = mode == "NOTSET" ? [Ints("strides", 2, 2), Ints("output_shape", 6, 6)] : [Ints("strides", 2, 2), A.Attr("auto_pad", mode)];
+        var e = ResamplingGradientTests.BuildFails("ConvTranspose", [1, 2, "H", "W"], ["x", "w"], [w], attributes);
+        Assert.Contains(named, e.Message);
+        Assert.Contains("must be static", e.Message);
+    }
+
+    [Fact]
+    public void ConvTransposeOnlyTheWeightTrained() =>
+        Check("ConvTranspose", [Fixed("x", Random("x", [1, 2, 3, 3], 79).Values, 1, 2, 3, 3), Random("w", [2, 2, 2, 2], 80)],
+            [A.Attr("group", 2L), Ints("strides", 2, 2)], float32: true);
+
     /// <summary>Distinct values (a scaled permutation, 0.1 apart) so that every max is unique and stays so under the finite-difference step.</summary>
     private static In Distinct(string name, long[] shape, int seed)
     {

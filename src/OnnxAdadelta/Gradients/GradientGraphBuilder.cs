@@ -167,21 +167,29 @@ public static class GradientGraphBuilder
         foreach (var node in graph.Node)
             if (ReversePass.AllInputs(node).Any(depends.Contains))
                 foreach (var o in node.Output) if (o.Length > 0) depends.Add(o);
-        var leads = new HashSet<string>(StringComparer.Ordinal) { loss };
+        // Values from which the rules (not the types) let a gradient reach the loss.
+        var open = new HashSet<string>(StringComparer.Ordinal) { loss };
         foreach (var node in graph.Node.Reverse())
-            if (node.Output.Any(leads.Contains))
-                foreach (var i in ReversePass.AllInputs(node)) leads.Add(i);
+        {
+            if (!node.Output.Any(open.Contains)) continue;
+            var info = ReversePass.RuleFor(node);
+            int k = 0;
+            foreach (var i in ReversePass.AllInputs(node)) if (ReversePass.Passes(info, node, k++)) open.Add(i);
+        }
         var blockers = new List<string>();
         foreach (var node in graph.Node)
         {
-            if (!ReversePass.AllInputs(node).Any(depends.Contains) || !node.Output.Any(leads.Contains)) continue;
-            if (ReversePass.AllInputs(node).Any(i => depends.Contains(i) && reaches.Contains(i))) continue;
+            var stopped = ReversePass.AllInputs(node).Select((v, k) => (v, k))
+                .Where(p => depends.Contains(p.v) && types.GetValueOrDefault(p.v)?.IsFloat == true && !reaches.Contains(p.v)).ToList();
+            if (stopped.Count == 0 || !node.Output.Any(open.Contains)) continue;
             var info = ReversePass.RuleFor(node);
-            var integer = node.Output.Where(leads.Contains).Select(o => (o, t: types.GetValueOrDefault(o))).FirstOrDefault(p => p.t is { IsFloat: false });
-            var why = integer.o is not null ? $"its output '{integer.o}' is {integer.t!.ElementType.ToString().ToLowerInvariant()}"
-                : info is { HasGradient: false } ? "the op has no gradient"
-                : "its float inputs are not differentiable";
-            blockers.Add($"{node.OpType} (node '{node.Name}': {why})");
+            var integer = node.Output.Where(open.Contains).Select(o => (o, t: types.GetValueOrDefault(o))).FirstOrDefault(p => p.t is { IsFloat: false });
+            var blocked = stopped.FirstOrDefault(p => !ReversePass.Passes(info, node, p.k)).v;
+            string? why = info is { HasGradient: false } ? "the op has no gradient"
+                : integer.o is not null ? $"its output '{integer.o}' is {integer.t!.ElementType.ToString().ToLowerInvariant()}"
+                : blocked is not null ? $"its input '{blocked}' is not differentiable"
+                : null;
+            if (why is not null) blockers.Add($"{node.OpType} (node '{node.Name}': {why})");
         }
         return blockers.Count == 0 ? "; nothing connects a float initializer to the loss"
             : $"; paths stop at {string.Join(", ", blockers.Take(6))}{(blockers.Count > 6 ? $" and {blockers.Count - 6} more" : "")}";

@@ -164,7 +164,7 @@ internal sealed class ReversePass
     /// <see cref="AllInputs"/>: past the listed inputs come outer-scope reads, differentiable whenever the op has a
     /// gradient). An op unknown to the autodiff passes, so that the error can name it.
     /// </summary>
-    private static bool Passes(GradientRuleInfo? info, NodeProto node, int i) =>
+    internal static bool Passes(GradientRuleInfo? info, NodeProto node, int i) =>
         info is null || (i < node.Input.Count ? info.IsDifferentiable(i) : info.HasGradient);
 
     /// <summary>Values from which a float gradient path leads to a seed.</summary>

@@ -157,4 +157,19 @@ public class ControlFlowGradientTests
         Check("Scan", [Random("s0", [2], 24), Random("X", [3, 2], 25), Random("w", [2], 26)],
             [G("body", ScanBody()), A.Attr("num_scan_inputs", 1L), A.Attr("scan_output_directions", [1L])], outputs: 2, nodeInputs: ["s0", "X"]);
     }
+
+    [Fact]
+    public void NoPathErrorsNameTheNodesThatBlockIt()
+    {
+        var m = new ModelProto { IrVersion = 9, Graph = Graph("g", [V("x", DataType.Float, 2)], [Untyped("y", DataType.Float)],
+            N("Mul", ["x", "w"], ["xw"]),
+            N("Shape", ["xw"], ["s"]), N("Cast", ["s"], ["sf"], A.Attr("to", (long)DataType.Float)),
+            N("Cast", ["xw"], ["ci"], A.Attr("to", (long)DataType.Int64)), N("Cast", ["ci"], ["cf"], A.Attr("to", (long)DataType.Float)),
+            N("ReduceSum", ["sf"], ["r"]), N("Add", ["r", "cf"], ["y"])) };
+        m.Graph.Initializer.Add(Tensors.Create("w", [0.5f, 2f], 2));
+        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
+        var e = Assert.Throws<OnnxAdadeltaException>(() => GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = LossKind.Mse, Output = "y" }));
+        Assert.Equal("No trainable parameter has a differentiable path to the loss 'loss' (float initializers, or inputs named with --trainable); "
+            + "paths stop at Shape (node 's/Shape': the op has no gradient), Cast (node 'ci/Cast': its output 'ci' is int64).", e.Message);
+    }
 }

@@ -56,10 +56,11 @@ public static class GradientGraphBuilder
     /// <exception cref="OnnxAdadeltaException">Bad options or an op without a rule; the message names the culprit.</exception>
     public static ModelProto Build(ModelProto inference, BuildTrainingOptions options)
     {
-        var model = inference.Clone();
+        var model = FunctionInlining.Inline(inference);
         var graph = model.Graph;
         Opsets.RaiseForRewrite(model);
         GraphPasses.TopologicalSort(graph);
+        StaticIfFolding.Fold(model);
         if (!graph.Output.Any(o => o.Name == options.Output))
             throw new OnnxAdadeltaException($"--output {options.Output}: the model has no output '{options.Output}'; outputs: {string.Join(", ", graph.Output.Select(o => o.Name))}.");
         var originalOutputs = graph.Output.Select(o => o.Clone()).ToList();

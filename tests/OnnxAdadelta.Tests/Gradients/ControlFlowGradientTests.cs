@@ -37,6 +37,9 @@ public class ControlFlowGradientTests
         return g;
     }
 
+    /// <summary>A bool condition that is a graph input (with a default), so no If on it is folded when the graph is built.</summary>
+    private static In Runtime(string name, bool value) => Bool(name, [value]) with { Overridable = true };
+
     internal static AttributeProto G(string name, GraphProto g) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Graph, G = g };
 
     // then: x * w; else: x + b (w only in then, b only in else)
@@ -50,8 +53,19 @@ public class ControlFlowGradientTests
     [InlineData(true)]
     [InlineData(false)]
     public void IfWithAParameterInOnlyOneBranch(bool condition) =>
-        Check("If", [Bool("c", [condition]), Random("x", [2, 3], 1), Random("w", [3], 2), Random("b", [2, 3], 3)],
+        Check("If", [Runtime("c", condition), Random("x", [2, 3], 1), Random("w", [3], 2), Random("b", [2, 3], 3)],
             OneParameterPerBranch(""), nodeInputs: ["c"]);
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AnIfOnAConstantConditionIsFoldedToItsBranch(bool condition)
+    {
+        // Only the taken branch's parameter has a path to the loss.
+        Check("If", [Bool("c", [condition]), Random("x", [2, 3], 30), Random(condition ? "w" : "b", condition ? [3] : [2, 3], 31),
+            Fixed(condition ? "b" : "w", [.. Enumerable.Repeat(0.5, condition ? 6 : 3)], condition ? [2, 3] : [3])],
+            OneParameterPerBranch(""), nodeInputs: ["c"]);
+    }
 
     [Theory]
     [InlineData(true)]
@@ -63,7 +77,7 @@ public class ControlFlowGradientTests
             N("Mul", ["x", "w"], ["tm"]), N("Tanh", ["tm"], ["t0"]), N("Identity", ["w"], ["t1"]));
         var otherwise = Graph("else", [], [Untyped("e0", D), Untyped("e1", D)],
             N("Mul", ["w", "w"], ["ww"]), N("Add", ["ww", "x"], ["e0"]), N("Identity", ["x"], ["e1"]));
-        Check("If", [Bool("c", [condition]), Random("x", [3], 4), Random("w", [3], 5)],
+        Check("If", [Runtime("c", condition), Random("x", [3], 4), Random("w", [3], 5)],
             [G("then_branch", then), G("else_branch", otherwise)], outputs: 2, nodeInputs: ["c"]);
     }
 
@@ -75,7 +89,7 @@ public class ControlFlowGradientTests
         var then = Graph("then", [], [Untyped("t", D)], inner, N("Mul", ["inner", "w"], ["t"]));
         var otherwise = Graph("else", [], [Untyped("e", D)], N("Mul", ["b", "b"], ["e"]));
         foreach (var (c1, c2) in new[] { (true, true), (true, false), (false, true) })
-            Check("If", [Bool("c", [c1]), Bool("c2", [c2]), Random("x", [3], 6), Random("w", [3], 7), Random("b", [3], 8)],
+            Check("If", [Runtime("c", c1), Runtime("c2", c2), Random("x", [3], 6), Random("w", [3], 7), Random("b", [3], 8)],
                 [G("then_branch", then), G("else_branch", otherwise)], nodeInputs: ["c"]);
     }
 
@@ -112,6 +126,18 @@ public class ControlFlowGradientTests
         body.Initializer.Add(Tensors.Create("one", [1L]));
         Check("Loop", [Int64("M", [3]), Random("x0", [3], 15), Random("w", [3], 16), Random("b", [3], 17)],
             [G("body", body)], nodeInputs: ["M", "", "x0"]);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ALoopInsideAnIfBranch(bool condition)
+    {
+        // The Loop decomposes inside the gradient If's then branch (types there come from a probe of the branch).
+        var then = Graph("then", [], [Untyped("lf", D)], N("Loop", ["M", "", "x"], ["lf", "ls"], G("body", LoopBody())));
+        var otherwise = Graph("else", [], [Untyped("e", D)], N("Mul", ["x", "w"], ["e"]));
+        Check("If", [Runtime("c", condition), Int64("M", [2]), Random("x", [2], 27), Random("w", [2], 28), Random("b", [2], 29)],
+            [G("then_branch", then), G("else_branch", otherwise)], nodeInputs: ["c"]);
     }
 
     [Fact]

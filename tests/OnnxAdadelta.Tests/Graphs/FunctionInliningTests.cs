@@ -25,7 +25,7 @@ public class FunctionInliningTests(ITestOutputHelper output)
 
     /// <summary>
     /// Scale(X; alpha = 2) = X * alpha. Block(X, W; beta, leak) = (LeakyRelu(Scale(X @ W; alpha = beta); alpha = leak), X):
-    /// a function calling a function, attribute references with and without defaults, an output that is an input.
+    /// a function calling a function, attribute references with and without defaults.
     /// </summary>
     private static ModelProto Model(long functionOpset = 18)
     {
@@ -35,10 +35,11 @@ public class FunctionInliningTests(ITestOutputHelper output)
         scale.Node.Add(N("Mul", ["X", "c"], ["Y"]));
         scale.OpsetImport.Add(new OperatorSetIdProto { Version = functionOpset });
 
-        var block = new FunctionProto { Name = "Block", Domain = "local", Input = { "X", "W" }, Output = { "Y", "X" }, Attribute = { "beta", "leak" } };
+        var block = new FunctionProto { Name = "Block", Domain = "local", Input = { "X", "W" }, Output = { "Y", "Z" }, Attribute = { "beta", "leak" } };
         block.Node.Add(N("MatMul", ["X", "W"], ["h"]));
         block.Node.Add(Call("Scale", ["h"], ["s"], Ref("alpha", "beta", AttributeProto.Types.AttributeType.Float)));
         block.Node.Add(N("LeakyRelu", ["s"], ["Y"], Ref("alpha", "leak", AttributeProto.Types.AttributeType.Float)));
+        block.Node.Add(N("Identity", ["X"], ["Z"]));
         block.OpsetImport.Add(new OperatorSetIdProto { Version = 18 });
         block.OpsetImport.Add(new OperatorSetIdProto { Domain = "local", Version = 1 });
 

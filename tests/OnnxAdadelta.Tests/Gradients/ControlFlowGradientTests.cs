@@ -198,4 +198,22 @@ public class ControlFlowGradientTests
         Assert.Equal("No trainable parameter has a differentiable path to the loss 'loss' (float initializers, or inputs named with --trainable); "
             + "paths stop at Shape (node 's/Shape': the op has no gradient), Cast (node 'ci/Cast': its output 'ci' is int64).", e.Message);
     }
+
+    [Fact]
+    public void ARankGuardIsFoldedSoTheBranchThatNeverRunsIsNotDifferentiated()
+    {
+        // cond = (rank(x) == 2): x is [2, 3], so the then branch always runs. The else branch goes through an op
+        // without a gradient rule (LpNormalization): differentiated, it would be an error.
+        var then = Graph("then", [], [Untyped("t", DataType.Float)], N("Mul", ["x", "w"], ["t"]));
+        var otherwise = Graph("else", [], [Untyped("e", DataType.Float)], N("Mul", ["x", "w"], ["xw"]), N("LpNormalization", ["xw"], ["e"]));
+        var m = new ModelProto { IrVersion = 9, Graph = Graph("g", [V("x", DataType.Float, 2, 3)], [V("y", DataType.Float, 2, 3)],
+            N("Shape", ["x"], ["s"]), N("Size", ["s"], ["rank"]), N("Equal", ["rank", "r2"], ["cond"]),
+            N("If", ["cond"], ["y"], G("then_branch", then), G("else_branch", otherwise))) };
+        m.Graph.Initializer.Add(Tensors.Create("w", [0.5f, 2f, -1f], 3));
+        m.Graph.Initializer.Add(Tensors.Create("r2", [2L]));
+        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
+        var training = GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = LossKind.Mse, Output = "y" });
+        Assert.DoesNotContain(training.Graph.Node, n => n.OpType == "If");
+        Assert.Contains(training.Graph.Output, o => o.Name == "w_grad");
+    }
 }

@@ -256,7 +256,7 @@ internal sealed class ReversePass
         for (int j = 0; j < body.Output.Count && j < outputGradients.Count; j++)
             if (outputGradients[j] is { } go) seeds.Add((map.GetValueOrDefault(body.Output[j].Name, body.Output[j].Name), go));
 
-        IReadOnlyDictionary<string, ValueType> Probe()
+        ModelProto ProbeModel()
         {
             var probe = new ModelProto { IrVersion = _template.IrVersion, Graph = new GraphProto { Name = g.Name } };
             probe.OpsetImport.AddRange(_template.OpsetImport.Select(o => o.Clone()));
@@ -269,10 +269,25 @@ internal sealed class ReversePass
                 var t = Types.GetValueOrDefault(outer) ?? throw owner.Fail($"the type of outer-scope value '{outer}' is unknown (shape inference found none)");
                 probe.Graph.Input.Add(ValueInfoOf(outer, t));
             }
+            return probe;
+        }
+
+        IReadOnlyDictionary<string, ValueType> Probe()
+        {
             var merged = new Dictionary<string, ValueType>(Types, StringComparer.Ordinal);
-            if (probe.Graph.Node.Count > 0)
-                foreach (var (k, v) in ShapeInference.Infer(probe)) merged[k] = v;
+            if (g.Node.Count > 0)
+                foreach (var (k, v) in ShapeInference.Infer(ProbeModel())) merged[k] = v;
             return merged;
+        }
+
+        // Ifs inside the branch whose condition the outer types settle (rank and static-size guards) take their branch.
+        if (g.Node.Any(n => n.OpType == "If") && ProbeModel() is var folding && StaticIfFolding.Fold(folding) > 0)
+        {
+            g.Node.Clear();
+            g.Node.AddRange(folding.Graph.Node);
+            g.Initializer.Clear();
+            g.Initializer.AddRange(folding.Graph.Initializer);
+            sb = new GraphBuilder(g, _b);
         }
 
         var sub = new ReversePass(sb, _template, Probe(), Probe, Constants);

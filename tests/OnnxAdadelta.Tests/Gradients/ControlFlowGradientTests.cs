@@ -216,4 +216,21 @@ public class ControlFlowGradientTests
         Assert.DoesNotContain(training.Graph.Node, n => n.OpType == "If");
         Assert.Contains(training.Graph.Output, o => o.Name == "w_grad");
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ARankGuardInsideABranchIsFolded(bool condition)
+    {
+        // then: If(rank(x) == 1) of (x * w | LpNormalization(x * w), no gradient rule); else: x + w.
+        var guard = Graph("then", [], [Untyped("t", D)],
+            N("Shape", ["x"], ["s"]), N("Size", ["s"], ["r"]), N("Equal", ["r", "one"], ["is1"]),
+            N("If", ["is1"], ["t"],
+                G("then_branch", Graph("t1", [], [Untyped("a", D)], N("Mul", ["x", "w"], ["a"]))),
+                G("else_branch", Graph("t2", [], [Untyped("n", D)], N("Mul", ["x", "w"], ["xw"]), N("LpNormalization", ["xw"], ["n"])))));
+        guard.Initializer.Add(Tensors.Create("one", [1L]));
+        var otherwise = Graph("else", [], [Untyped("e", D)], N("Add", ["x", "w"], ["e"]));
+        Check("If", [Runtime("c", condition), Random("x", [3], 32), Random("w", [3], 33)],
+            [G("then_branch", guard), G("else_branch", otherwise)], nodeInputs: ["c"]);
+    }
 }

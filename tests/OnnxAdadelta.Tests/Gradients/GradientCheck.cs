@@ -25,6 +25,9 @@ internal static class GradientCheck
 
         /// <summary>A constant bool input.</summary>
         public bool[]? Bools { get; init; }
+
+        /// <summary>Also a graph input (its initializer only a default), so the value is not known when the graph is built.</summary>
+        public bool Overridable { get; init; }
     }
 
     /// <summary>A differentiable input with random values in [lo, hi], kept at least <paramref name="away"/> from each of <paramref name="kinks"/>.</summary>
@@ -107,7 +110,12 @@ internal static class GradientCheck
         foreach (var i in inputs)
         {
             if (i.Ints is not null) { g.Initializer.Add(i.Ints); continue; }
-            if (i.Bools is not null) { g.Initializer.Add(BoolTensor(i.Name, i.Bools, i.Shape)); continue; }
+            if (i.Bools is not null)
+            {
+                g.Initializer.Add(BoolTensor(i.Name, i.Bools, i.Shape));
+                if (i.Overridable) g.Input.Add(TypeProtos.ValueInfo(i.Name, DataType.Bool, i.Shape));
+                continue;
+            }
             g.Initializer.Add(FloatTensor(i.Name, i.Values, i.Shape, type));
             if (!i.Differentiable) continue;
             var input = TypeProtos.ValueInfo(i.Name, type, i.Shape);

@@ -33,7 +33,7 @@ public sealed record BuildTrainingReport(IReadOnlyList<ParameterChoice> Paramete
 /// <summary>
 /// Chooses the trainable parameters of an inference model. By default these are the weights a PyTorch or Keras user
 /// would call parameters: float initializers with a differentiable path to the loss, except one-element tensors
-/// (epsilons, scale factors, exponents), tensors holding infinities or NaN (attention masks) and tensors named like
+/// (epsilons, scale factors, exponents) that are not a layer's weight or bias, tensors holding infinities or NaN (attention masks) and tensors named like
 /// buffers (a name token such as <c>buffer</c>, <c>pe</c>, <c>mask</c>, <c>window</c>, <c>basis</c>, <c>mel</c>,
 /// <c>fbank</c> or <c>running</c>). <c>--trainable</c> replaces the default with the values it names;
 /// <c>--freeze</c> removes values.
@@ -65,7 +65,7 @@ internal static class ParameterSelection
             var shape = types.GetValueOrDefault(name)?.Dims ?? [];
             string reason = frozen.Contains(name) ? "--freeze"
                 : trainable.Count > 0 ? "--trainable"
-                : DefaultExclusion(index.Initializers[name]) ?? "trainable";
+                : DefaultExclusion(index.Initializers[name], index) ?? "trainable";
             report.Add(new ParameterChoice(name, shape, reason is "trainable" or "--trainable", reason));
         }
         var chosen = report.Where(p => p.Trainable).Select(p => p.Name).ToList();
@@ -76,15 +76,34 @@ internal static class ParameterSelection
         return (chosen, report);
     }
 
-    /// <summary>Why a float initializer is not a weight by default, or null when it is one.</summary>
-    private static string? DefaultExclusion(TensorProto t)
+    private static readonly HashSet<string> WeightOps = new(StringComparer.Ordinal) { "Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum" };
+
+    private static readonly HashSet<string> AffineOps = new(StringComparer.Ordinal)
     {
-        if (Tensors.ElementCount(t.Dims) <= 1) return "one element";
+        "BatchNormalization", "LayerNormalization", "InstanceNormalization", "GroupNormalization",
+    };
+
+    /// <summary>Why a float initializer is not a weight by default, or null when it is one.</summary>
+    private static string? DefaultExclusion(TensorProto t, GraphIndex index)
+    {
+        if (Tensors.ElementCount(t.Dims) <= 1 && !IsLayerWeight(t.Name, index)) return "one element";
         if (HasNonFinite(t)) return "non-finite values";
         var tokens = t.Name.ToLowerInvariant().Split(['.', '/', ':', '_', '-', ' '], StringSplitOptions.RemoveEmptyEntries);
         if (tokens.Any(BufferTokens.Contains)) return "buffer name";
         return null;
     }
+
+    /// <summary>
+    /// Whether a one-element tensor is still a layer's weight or bias (the bias of a Linear layer with one output, say):
+    /// an operand of a Conv, ConvTranspose, Gemm, MatMul or Einsum, the scale or bias of a normalization, or added to
+    /// the result of one of the first five.
+    /// </summary>
+    /// <remarks>Uses inside If, Loop and Scan bodies count too.</remarks>
+    private static bool IsLayerWeight(string name, GraphIndex index) => index.Consumers(name).Any(c =>
+        WeightOps.Contains(c.Node.OpType)
+        || (AffineOps.Contains(c.Node.OpType) && c.Input is 1 or 2)
+        || (c.Node.OpType is "Add" && c.Node.Input.Any(i => i != name && index.Producer(i) is { } p && WeightOps.Contains(p.OpType)))
+        || (c.Input < 0 && c.Node.Attribute.SelectMany(a => a.G is null ? a.Graphs : a.Graphs.Prepend(a.G)).Any(g => IsLayerWeight(name, new GraphIndex(g)))));
 
     private static bool HasNonFinite(TensorProto t) => (DataType)t.DataType switch
     {

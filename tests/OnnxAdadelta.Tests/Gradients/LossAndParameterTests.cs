@@ -218,6 +218,24 @@ public class LossAndParameterTests
     }
 
     [Fact]
+    public void AOneElementBiasOfALayerStillTrains()
+    {
+        // y = x·W + b with one output: b has one element but is a Linear layer's bias; 'scale' multiplies it and is not.
+        var g = new GraphProto { Name = "one" };
+        g.Input.Add(TypeProtos.ValueInfo("x", DataType.Float, [2, 3]));
+        g.Initializer.Add(Tensors.Create("W", [0.1f, -0.2f, 0.3f], 3, 1));
+        g.Initializer.Add(Tensors.Create("b", [0.5f], 1));
+        g.Initializer.Add(Tensors.Create("scale", [2f], 1));
+        var bld = new GraphBuilder(g);
+        bld.Add("Mul", [bld.Add("Add", [bld.Add("MatMul", ["x", "W"], "xw"), "b"], "lin"), "scale"], "y");
+        g.Output.Add(TypeProtos.ValueInfo("y", DataType.Float, [2, 1]));
+        var m = new ModelProto { IrVersion = 8, Graph = g };
+        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
+        GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = LossKind.Mse, Output = "y" }, out var report);
+        Assert.Equal([("W", "trainable"), ("b", "trainable"), ("scale", "one element")], report.Parameters.Select(p => (p.Name, p.Reason)));
+    }
+
+    [Fact]
     public void ARankShapeInferenceDoesNotKnowComesFromARun()
     {
         // Squeeze without axes: ONNX Runtime cannot tell the rank of its output from symbolic dimensions.

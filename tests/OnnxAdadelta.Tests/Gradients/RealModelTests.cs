@@ -83,16 +83,21 @@ public class RealModelTests(ITestOutputHelper output)
         _ => throw new ArgumentException("feed type"),
     };
 
-    /// <summary>Random data for every data input (floats in [-1, 1], labels in [0, classes), float targets in [0, 1]).</summary>
+    /// <summary>
+    /// Random data for every data input (floats in [-1, 1], labels in [0, classes), float targets in [0, 1]). A
+    /// dimension still symbolic (a label's batch axis that shape inference could not tie to the input's) takes the
+    /// batch size of the spec's first fixed input shape.
+    /// </summary>
     private static Dictionary<string, (Array Values, long[] Shape)> Feeds(ModelProto training, IReadOnlyList<string> dataInputs, Spec spec)
     {
         var rng = new SplitMix64(42);
+        long batch = spec.Options.InputShapes.Values.FirstOrDefault()?[0] ?? 1;
         var feeds = new Dictionary<string, (Array, long[])>(StringComparer.Ordinal);
         foreach (var name in dataInputs)
         {
             if (spec.Fixed?.TryGetValue(name, out var fixedValue) == true) { feeds[name] = fixedValue; continue; }
             var type = training.Graph.Input.Single(i => i.Name == name).Type;
-            var shape = type.Dims()!.Select(d => d is long v ? v : 2L).ToArray();
+            var shape = type.Dims()!.Select(d => d is long v ? v : batch).ToArray();
             var n = (int)shape.Aggregate(1L, (a, b) => a * b);
             bool target = name is "labels" or "target";
             feeds[name] = type.ElementType() switch

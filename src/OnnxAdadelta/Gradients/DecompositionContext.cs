@@ -14,18 +14,20 @@ public sealed class DecompositionContext : NodeRuleContext
 {
     private readonly Dictionary<int, string> _outputs = [];
 
-    internal DecompositionContext(GraphBuilder builder, NodeProto node, int opset, IReadOnlyDictionary<string, ValueType> types)
-        : base(builder, node, opset, "_Decomposed")
+    private readonly Func<string, long[]?> _constants;
+
+    internal DecompositionContext(GraphBuilder builder, NodeProto node, int opset, IReadOnlyDictionary<string, ValueType> types,
+        Func<string, long[]?> constants)
+        : base(builder, node, opset, "_Grad/recompute")
     {
         Types = types;
+        _constants = constants;
     }
 
     /// <summary>Inferred types of the forward values.</summary>
     public IReadOnlyDictionary<string, ValueType> Types { get; }
 
     internal IReadOnlyDictionary<int, string> Outputs => _outputs;
-
-    internal Func<string, long[]?>? ConstantValues { get; init; }
 
     /// <summary>Forward output <paramref name="i"/> ("" when absent).</summary>
     public string O(int i) => i < Node.Output.Count ? Node.Output[i] : "";
@@ -38,7 +40,7 @@ public sealed class DecompositionContext : NodeRuleContext
     public int Rank(string value) => Type(value).Rank ?? throw Fail($"the rank of '{value}' is unknown");
 
     /// <summary>The values of a constant int64 or bool input, or null when computed.</summary>
-    public long[]? ConstantInts(int i) => HasInput(i) ? ConstantValues?.Invoke(I(i)) : null;
+    public long[]? ConstantInts(int i) => HasInput(i) ? _constants(I(i)) : null;
 
     /// <summary>Binds <paramref name="value"/>, computed by emitted nodes from the node's inputs, as forward output <paramref name="k"/>.</summary>
     public void SetOutput(int k, string value) => _outputs[k] = value;

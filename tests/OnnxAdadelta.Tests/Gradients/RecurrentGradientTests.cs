@@ -106,7 +106,7 @@ public class RecurrentGradientTests
 
         var node = new NodeProto { OpType = config.Op, Name = config.Op, Input = { nodeInputs }, Output = { outputNames } };
         node.Attribute.AddRange(config.Attributes());
-        var context = new DecompositionContext(b, node, 17, types);
+        var context = new DecompositionContext(b, node, 17, types, _ => null);
         Decompose(config.Op)(context);
         Assert.Equal(outputNames.Select((o, k) => (o, k)).Where(p => p.o.Length > 0).Select(p => p.k), context.Outputs.Keys.Order());
         var compared = context.Outputs.OrderBy(p => p.Key).Select(p => (Kernel: expected[p.Key], Decomposed: p.Value)).ToList();
@@ -204,5 +204,62 @@ public class RecurrentGradientTests
         // Defaults where the lists run out: LeakyRelu 0.01, HardSigmoid 0.2/0.5, Elu 1.
         AssertDecompositionMatchesKernel(new Config("GRU", "forward", Activations: ["HardSigmoid", "LeakyRelu"], Seed: 16));
         AssertDecompositionMatchesKernel(new Config("RNN", "forward", Activations: ["ThresholdedRelu"], Alphas: [0.1f], Seed: 17));
+    }
+
+    // ---- gradients: the decomposition differentiated by the driver, against finite differences of the kernel
+
+    /// <summary>Checks every float input's gradient; <paramref name="lossOutputs"/> picks the outputs in the loss (default all).</summary>
+    private static void CheckGradients(Config config, IReadOnlyList<int>? lossOutputs = null)
+    {
+        var (inputs, nodeInputs) = config.Inputs();
+        Check(config.Op, inputs, config.Attributes(), outputs: config.Outputs, float32: true, lossOutputs: lossOutputs, nodeInputs: nodeInputs);
+    }
+
+    [Theory]
+    [MemberData(nameof(Ops))]
+    public void GradientsOfEveryInputInEachDirection(string op)
+    {
+        CheckGradients(new Config(op, "forward", InitialH: true, InitialC: true, Peepholes: true, Seed: 21));
+        CheckGradients(new Config(op, "reverse", InitialH: true, InitialC: true, Seed: 22));
+        CheckGradients(new Config(op, "bidirectional", InitialH: true, InitialC: true, Peepholes: true, Seed: 23));
+        CheckGradients(new Config(op, "forward", Bias: false, Seed: 24));
+    }
+
+    [Theory]
+    [MemberData(nameof(Ops))]
+    public void GradientsWithSequenceLengths(string op)
+    {
+        CheckGradients(new Config(op, "bidirectional", Lens: [2, 3], InitialH: true, InitialC: true, Seed: 25));
+        CheckGradients(new Config(op, "reverse", Lens: [3, 1], Seed: 26));
+    }
+
+    [Theory]
+    [MemberData(nameof(Ops))]
+    public void GradientsWithClip(string op) =>
+        CheckGradients(new Config(op, "bidirectional", Clip: 0.6f, InitialH: true, Seed: 27));
+
+    [Theory]
+    [MemberData(nameof(Ops))]
+    public void GradientsOfEachOutputAlone(string op)
+    {
+        var config = new Config(op, "bidirectional", InitialH: true, InitialC: true, Seed: 28);
+        for (int k = 0; k < config.Outputs; k++) CheckGradients(config, [k]);
+    }
+
+    [Fact]
+    public void GradientsWithInputForgetAndLinearBeforeReset()
+    {
+        CheckGradients(new Config("LSTM", "bidirectional", InputForget: true, Peepholes: true, InitialC: true, Seed: 29));
+        CheckGradients(new Config("GRU", "bidirectional", LinearBeforeReset: true, InitialH: true, Seed: 30));
+        CheckGradients(new Config("GRU", "reverse", LinearBeforeReset: true, Lens: [1, 3], Seed: 31));
+    }
+
+    [Fact]
+    public void GradientsWithActivationLists()
+    {
+        CheckGradients(new Config("LSTM", "bidirectional", Activations: ["HardSigmoid", "Softsign", "ScaledTanh", "Sigmoid", "Affine", "Elu"],
+            Alphas: [0.3f, 0.9f, 0.7f, 0.8f], Betas: [0.4f, 1.2f, 0.1f], InitialH: true, Seed: 32));
+        CheckGradients(new Config("GRU", "forward", Activations: ["Sigmoid", "Softplus"], InitialH: true, Seed: 33));
+        CheckGradients(new Config("RNN", "bidirectional", Activations: ["LeakyRelu", "Softsign"], Alphas: [0.2f], Seed: 34));
     }
 }

@@ -31,6 +31,31 @@ public sealed class GradientContext : NodeRuleContext
 
     internal IReadOnlyDictionary<int, string> InputGradients => _gi;
 
+    private readonly Dictionary<string, string> _outerGi = new(StringComparer.Ordinal);
+
+    internal IReadOnlyDictionary<string, string> OuterInputGradients => _outerGi;
+
+    /// <summary>The pass differentiating the graph this node is in (for rules that differentiate subgraphs).</summary>
+    internal ReversePass? Pass { get; init; }
+
+    /// <summary>Whether outer-scope gradients are needed, by value (set by the driver).</summary>
+    internal Func<string, bool>? OuterRequired { get; init; }
+
+    /// <summary>The outer-scope values the node's subgraphs read, in first-use order.</summary>
+    public IReadOnlyList<string> OuterInputs => field ??= GraphPasses.OuterScopeInputs(Node).Distinct().ToList();
+
+    /// <summary>Whether the gradient of outer-scope value <paramref name="value"/> (read by a subgraph) is needed.</summary>
+    public bool IsOuterGradientRequired(string value) => OuterRequired?.Invoke(value) == true && OuterInputs.Contains(value);
+
+    /// <summary>Hands back the gradient of outer-scope value <paramref name="value"/>, already of its shape.</summary>
+    public void SetOuterGI(string value, string gradient)
+    {
+        if (IsOuterGradientRequired(value)) _outerGi[value] = gradient;
+    }
+
+    /// <summary>Nodes emitted by this context go into this builder.</summary>
+    internal GraphBuilder Emitter => Builder;
+
     /// <summary>Forward output <paramref name="i"/>.</summary>
     public string O(int i) => Node.Output[i];
 

@@ -74,44 +74,15 @@ public static class GradientGraphBuilder
 
         var index = new GraphIndex(graph);
         var reaches = ValuesReachingLoss(graph, types, loss);
+        if (options.Trainable.Count == 0 && !graph.Initializer.Any(t => reaches.Contains(t.Name) && types.GetValueOrDefault(t.Name)?.IsFloat == true))
+            throw new OnnxAdadeltaException($"No trainable parameter has a differentiable path to the loss '{loss}' (float initializers, or inputs named with --trainable){PathBlockers(graph, types, loss, reaches)}.");
         var parameters = ChooseParameters(graph, index, types, reaches, options, loss);
-        var (required, origin) = ValuesRequiringGradient(graph, types, parameters);
 
-        var contributions = new Dictionary<string, List<string>>(StringComparer.Ordinal);
-        var summed = new Dictionary<string, string>(StringComparer.Ordinal);
-        string? GradientOf(string value)
-        {
-            if (summed.TryGetValue(value, out var s)) return s;
-            if (!contributions.TryGetValue(value, out var list) || list.Count == 0) return null;
-            return summed[value] = list.Count == 1 ? list[0] : builder.Add("Sum", list, $"{value}_grad_sum");
-        }
         var one = builder.Add("CastLike", [builder.Initializer($"{loss}_grad/one", Tensors.Create("", new[] { 1.0 })), loss], $"{loss}_grad/one_like");
-        contributions[loss] = [builder.Add("Expand", [one, builder.Add("Shape", [loss], $"{loss}_grad/shape")], $"{loss}_grad")];
-
-        int opset = (int)model.OpsetImport.Single(o => o.Domain is "" or "ai.onnx").Version;
-        var constants = ConstantInts(graph);
-        foreach (var node in graph.Node.Reverse().ToList())
-        {
-            bool relevant = node.Input.Any(required.Contains) && node.Output.Any(reaches.Contains);
-            if (!relevant) continue;
-            var info = RuleFor(node);
-            if (info?.Rule is null)
-            {
-                if (info is not null) continue; // an op with no gradient: nothing flows back through it
-                var param = node.Input.Where(required.Contains).Select(i => origin[i]).First();
-                throw new OnnxAdadeltaException($"Op '{(node.Domain.Length > 0 ? node.Domain + "." : "")}{node.OpType}' (node '{node.Name}') has no gradient rule, and parameter '{param}' needs one through it; supported ops: see 'onnx-adadelta build-training --help' or the README.");
-            }
-            if (node.Output.All(o => GradientOf(o) is null)) continue;
-            var ctx = new GradientContext(builder, node, opset, types, GradientOf,
-                i => required.Contains(node.Input[i]) && info.IsDifferentiable(i) && types.GetValueOrDefault(node.Input[i])?.IsFloat == true)
-            { ConstantValues = constants };
-            info.Rule(ctx);
-            foreach (var (i, g) in ctx.InputGradients)
-            {
-                if (!contributions.TryGetValue(node.Input[i], out var list)) contributions[node.Input[i]] = list = [];
-                list.Add(g);
-            }
-        }
+        var seed = builder.Add("Expand", [one, builder.Add("Shape", [loss], $"{loss}_grad/shape")], $"{loss}_grad");
+        var pass = new ReversePass(builder, model, types, () => ShapeInference.Infer(model));
+        var gradients = pass.Run([(loss, seed)], parameters);
+        types = pass.Types;
 
         graph.Output.Clear();
         graph.Output.Add(TypeProtos.ValueInfo(loss, lossType?.ElementType ?? DataType.Float, []));
@@ -119,7 +90,7 @@ public static class GradientGraphBuilder
         var inputs = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var p in parameters)
         {
-            var g = GradientOf(p) ?? throw new OnnxAdadeltaException($"Parameter '{p}' receives no gradient from the loss '{loss}'.");
+            var g = gradients[p] ?? throw new OnnxAdadeltaException($"Parameter '{p}' receives no gradient from the loss '{loss}'.");
             var name = builder.Reserve(p + TrainingGraph.GradientSuffix);
             graph.Node.Add(new NodeProto { OpType = "Identity", Name = builder.UniqueName($"{name}/Identity"), Input = { g }, Output = { name } });
             var t = types[p];
@@ -131,10 +102,6 @@ public static class GradientGraphBuilder
         GraphPasses.TopologicalSort(graph);
         return model;
     }
-
-    /// <summary>The rule of a node's op: ai.onnx ops only (a custom-domain op with a standard name has none).</summary>
-    private static GradientRuleInfo? RuleFor(NodeProto node) =>
-        node.Domain is "" or "ai.onnx" ? GradientRules.Find(node.OpType) : null;
 
     private static string AppendLoss(ModelProto model, GraphBuilder b, BuildTrainingOptions o)
     {
@@ -168,22 +135,56 @@ public static class GradientGraphBuilder
         return b.Add("ReduceMean", [b.Add("Mul", [diff, diff], $"{LossName}/squared")], LossName, GraphBuilder.Attr("keepdims", 0L));
     }
 
-    /// <summary>Values from which a float gradient path leads to the loss.</summary>
+    /// <summary>
+    /// Values from which a float gradient path leads to the loss. Outer-scope values that subgraphs (If, Loop, Scan
+    /// bodies) read count as inputs of the node that holds the subgraph.
+    /// </summary>
     private static HashSet<string> ValuesReachingLoss(GraphProto graph, IReadOnlyDictionary<string, ValueType> types, string loss)
     {
         var reaches = new HashSet<string>(StringComparer.Ordinal) { loss };
         foreach (var node in graph.Node.Reverse())
         {
             if (!node.Output.Any(o => reaches.Contains(o) && types.GetValueOrDefault(o)?.IsFloat != false)) continue;
-            var info = RuleFor(node);
-            for (int i = 0; i < node.Input.Count; i++)
+            var info = ReversePass.RuleFor(node);
+            int i = 0;
+            foreach (var input in ReversePass.AllInputs(node))
             {
-                var input = node.Input[i];
-                if (input.Length == 0 || types.GetValueOrDefault(input)?.IsFloat == false) continue;
-                if (info is null || info.IsDifferentiable(i)) reaches.Add(input);
+                bool passes = info is null || (i < node.Input.Count ? info.IsDifferentiable(i) : info.HasGradient);
+                if (input.Length > 0 && types.GetValueOrDefault(input)?.IsFloat != false && passes) reaches.Add(input);
+                i++;
             }
         }
         return reaches;
+    }
+
+    /// <summary>
+    /// Why no float initializer reaches the loss: the nodes where a path from one to the loss stops (an op without a
+    /// gradient, an input it does not differentiate, or an integer value), as a sentence tail, or "" when no path exists at all.
+    /// </summary>
+    private static string PathBlockers(GraphProto graph, IReadOnlyDictionary<string, ValueType> types, string loss, HashSet<string> reaches)
+    {
+        var depends = graph.Initializer.Where(t => types.GetValueOrDefault(t.Name)?.IsFloat == true).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var node in graph.Node)
+            if (ReversePass.AllInputs(node).Any(depends.Contains))
+                foreach (var o in node.Output) if (o.Length > 0) depends.Add(o);
+        var leads = new HashSet<string>(StringComparer.Ordinal) { loss };
+        foreach (var node in graph.Node.Reverse())
+            if (node.Output.Any(leads.Contains))
+                foreach (var i in ReversePass.AllInputs(node)) leads.Add(i);
+        var blockers = new List<string>();
+        foreach (var node in graph.Node)
+        {
+            if (!ReversePass.AllInputs(node).Any(depends.Contains) || !node.Output.Any(leads.Contains)) continue;
+            if (ReversePass.AllInputs(node).Any(i => depends.Contains(i) && reaches.Contains(i))) continue;
+            var info = ReversePass.RuleFor(node);
+            var integer = node.Output.Where(leads.Contains).Select(o => (o, t: types.GetValueOrDefault(o))).FirstOrDefault(p => p.t is { IsFloat: false });
+            var why = integer.o is not null ? $"its output '{integer.o}' is {integer.t!.ElementType.ToString().ToLowerInvariant()}"
+                : info is { HasGradient: false } ? "the op has no gradient"
+                : "its float inputs are not differentiable";
+            blockers.Add($"{node.OpType} (node '{node.Name}': {why})");
+        }
+        return blockers.Count == 0 ? "; nothing connects a float initializer to the loss"
+            : $"; paths stop at {string.Join(", ", blockers.Take(6))}{(blockers.Count > 6 ? $" and {blockers.Count - 6} more" : "")}";
     }
 
     private static List<string> ChooseParameters(GraphProto graph, GraphIndex index, IReadOnlyDictionary<string, ValueType> types,
@@ -212,44 +213,6 @@ public static class GradientGraphBuilder
         if (chosen.Count == 0)
             throw new OnnxAdadeltaException($"No trainable parameter has a differentiable path to the loss '{loss}' (float initializers, or inputs named with --trainable).");
         return chosen;
-    }
-
-    private static (HashSet<string> Required, Dictionary<string, string> Origin) ValuesRequiringGradient(
-        GraphProto graph, IReadOnlyDictionary<string, ValueType> types, List<string> parameters)
-    {
-        var required = new HashSet<string>(parameters, StringComparer.Ordinal);
-        var origin = parameters.ToDictionary(p => p, p => p, StringComparer.Ordinal);
-        foreach (var node in graph.Node)
-        {
-            var info = RuleFor(node);
-            var source = Enumerable.Range(0, node.Input.Count).FirstOrDefault(i => required.Contains(node.Input[i]) && (info is null || info.IsDifferentiable(i)), -1);
-            if (source < 0) continue;
-            foreach (var o in node.Output)
-                if (o.Length > 0 && types.GetValueOrDefault(o)?.IsFloat != false && required.Add(o)) origin[o] = origin[node.Input[source]];
-        }
-        return (required, origin);
-    }
-
-    /// <summary>
-    /// Int64 (and bool, as 0/1) values of initializers and Constant nodes, for rules that need static axes, shapes or
-    /// flags. An initializer that is also a graph input is only a default the caller may override, so it is not a constant.
-    /// </summary>
-    private static Func<string, long[]?> ConstantInts(GraphProto graph)
-    {
-        var overridable = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
-        var inits = graph.Initializer.Where(t => !overridable.Contains(t.Name)).ToDictionary(t => t.Name, StringComparer.Ordinal);
-        var constants = graph.Node.Where(n => n.OpType == "Constant" && n.Attribute.Any(a => a.Name == "value"))
-            .ToDictionary(n => n.Output[0], n => n.Attribute.First(a => a.Name == "value").T, StringComparer.Ordinal);
-        return name =>
-        {
-            var t = inits.GetValueOrDefault(name) ?? constants.GetValueOrDefault(name);
-            return t switch
-            {
-                { DataType: (int)DataType.Int64 } => t.ToInt64Array(),
-                { DataType: (int)DataType.Bool } => t.ToArray<bool>().Select(b => b ? 1L : 0L).ToArray(),
-                _ => null,
-            };
-        };
     }
 
     // Dimensions written as -1 above stand for "unknown": clear them.

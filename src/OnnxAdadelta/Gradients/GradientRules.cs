@@ -3,13 +3,24 @@ namespace OnnxAdadelta.Gradients;
 /// <summary>A gradient rule: reads the forward node and output gradients from the context, sets input gradients.</summary>
 public delegate void GradientRule(GradientContext c);
 
+/// <summary>
+/// A decomposition: recomputes a node's outputs from its inputs with ops that have gradient rules (or decompositions
+/// of their own), binding each with <see cref="DecompositionContext.SetOutput"/>. The forward node stays; the
+/// recompute only serves the backward pass.
+/// </summary>
+public delegate void Decomposition(DecompositionContext c);
+
 /// <summary>How the autodiff treats one op type.</summary>
-/// <param name="Rule">The rule, or null for an op with no gradient (its inputs get none).</param>
+/// <param name="Rule">The rule, or null for an op with no gradient (its inputs get none) or one differentiated by its decomposition.</param>
 /// <param name="Differentiable">Which inputs can carry a gradient (null: every input).</param>
-public sealed record GradientRuleInfo(GradientRule? Rule, IReadOnlySet<int>? Differentiable = null)
+/// <param name="Decompose">A decomposition the op is differentiated through when <paramref name="Rule"/> is null.</param>
+public sealed record GradientRuleInfo(GradientRule? Rule, IReadOnlySet<int>? Differentiable = null, Decomposition? Decompose = null)
 {
+    /// <summary>Whether gradients flow through the op at all (by a rule or by a decomposition).</summary>
+    public bool HasGradient => Rule is not null || Decompose is not null;
+
     /// <summary>Whether input <paramref name="i"/> can carry a gradient.</summary>
-    public bool IsDifferentiable(int i) => Rule is not null && (Differentiable is null || Differentiable.Contains(i));
+    public bool IsDifferentiable(int i) => HasGradient && (Differentiable is null || Differentiable.Contains(i));
 }
 
 /// <summary>
@@ -24,10 +35,10 @@ public static partial class GradientRules
     public static GradientRuleInfo? Find(string opType) => Registry.GetValueOrDefault(opType);
 
     /// <summary>Every op type with a gradient rule.</summary>
-    public static IEnumerable<string> Supported => Registry.Where(r => r.Value.Rule is not null).Select(r => r.Key).Order(StringComparer.Ordinal);
+    public static IEnumerable<string> Supported => Registry.Where(r => r.Value.HasGradient).Select(r => r.Key).Order(StringComparer.Ordinal);
 
     /// <summary>Ops whose outputs carry no gradient (shape queries, comparisons, index results).</summary>
-    public static IEnumerable<string> NoGradient => Registry.Where(r => r.Value.Rule is null).Select(r => r.Key).Order(StringComparer.Ordinal);
+    public static IEnumerable<string> NoGradient => Registry.Where(r => !r.Value.HasGradient).Select(r => r.Key).Order(StringComparer.Ordinal);
 
     private static Dictionary<string, GradientRuleInfo> Build()
     {
@@ -42,6 +53,8 @@ public static partial class GradientRules
         RegisterShape(r);
         RegisterConvolution(r);
         RegisterNormalization(r);
+        RegisterControlFlow(r);
+        RegisterRecurrent(r);
         return r;
     }
 
@@ -49,6 +62,12 @@ public static partial class GradientRules
     private static void Add(Dictionary<string, GradientRuleInfo> r, GradientRule rule, IReadOnlySet<int>? differentiable, params string[] ops)
     {
         foreach (var op in ops) r[op] = new GradientRuleInfo(rule, differentiable);
+    }
+
+    /// <summary>Registers the decomposition <paramref name="d"/> for each op in <paramref name="ops"/> (every input differentiable).</summary>
+    private static void AddDecomposition(Dictionary<string, GradientRuleInfo> r, Decomposition d, params string[] ops)
+    {
+        foreach (var op in ops) r[op] = new GradientRuleInfo(null, null, d);
     }
 
     /// <summary>Only these inputs carry gradients.</summary>

@@ -21,6 +21,9 @@ public abstract class NodeRuleContext
         Prefix = $"{(node.Name.Length > 0 ? node.Name : node.Output[0])}{prefixSuffix}";
     }
 
+    /// <summary>The builder the rule's nodes go into.</summary>
+    private protected GraphBuilder Builder => _b;
+
     /// <summary>The node the rule works on.</summary>
     public NodeProto Node { get; }
 

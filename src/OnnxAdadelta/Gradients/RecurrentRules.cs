@@ -1,3 +1,6 @@
+using OnnxAdadelta.Onnx;
+using DataType = Onnx.TensorProto.Types.DataType;
+
 namespace OnnxAdadelta.Gradients;
 
 /// <summary>
@@ -7,6 +10,13 @@ namespace OnnxAdadelta.Gradients;
 /// </summary>
 public static partial class GradientRules
 {
+    private static void RegisterRecurrent(Dictionary<string, GradientRuleInfo> r)
+    {
+        AddDecomposition(r, DecomposeLstm, "LSTM");
+        AddDecomposition(r, DecomposeGru, "GRU");
+        AddDecomposition(r, DecomposeRnn, "RNN");
+    }
+
     /// <summary>LSTM (opsets 7–22): inputs X, W, R, B, sequence_lens, initial_h, initial_c, P; outputs Y, Y_h, Y_c.</summary>
     internal static void DecomposeLstm(DecompositionContext c) => new Recurrence(c, RecurrentCell.Lstm).Unroll();
 
@@ -151,12 +161,23 @@ public static partial class GradientRules
 
         private string Op(string opType, params string[] inputs) => _c.Op(opType, inputs);
 
-        /// <summary>A scalar of X's element type, emitted once per value.</summary>
+        /// <summary>
+        /// A scalar of X's element type, emitted once per value. It is a typed constant rather than a CastLike of X,
+        /// which would put X on a path through an op without a gradient rule.
+        /// </summary>
         private string K(double value)
         {
             var key = "s" + value.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
-            if (!_constants.TryGetValue(key, out var name)) _constants[key] = name = _c.Scalar(value, _c.I(0));
-            return name;
+            if (_constants.TryGetValue(key, out var name)) return name;
+            var type = _c.Type(_c.I(0)).ElementType;
+            return _constants[key] = type switch
+            {
+                DataType.Float => _c.Constant(Tensors.Create("", new[] { (float)value })),
+                DataType.Double => _c.Constant(Tensors.Create("", new[] { value })),
+                DataType.Float16 or DataType.Bfloat16 =>
+                    _c.Op("Cast", [_c.Constant(Tensors.Create("", new[] { (float)value }))], NodeRuleContext.Attr("to", (long)type)),
+                _ => throw _c.Fail($"X ('{_c.I(0)}') is {type}; a float type is expected"),
+            };
         }
 
         /// <summary>A 1-D int64 constant, emitted once per value list.</summary>

@@ -9,11 +9,23 @@ namespace OnnxAdadelta.Graphs;
 /// </summary>
 public sealed class GraphBuilder
 {
-    private readonly HashSet<string> _names = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _names;
 
     /// <summary>Wraps <paramref name="graph"/>; new nodes are appended to it.</summary>
     public GraphBuilder(GraphProto graph)
     {
+        _names = new HashSet<string>(StringComparer.Ordinal);
+        Graph = graph;
+        Collect(graph);
+    }
+
+    /// <summary>
+    /// Wraps <paramref name="graph"/>, a subgraph being built inside <paramref name="scope"/>'s graph: both hand out
+    /// names from one set, so no name repeats anywhere in the model.
+    /// </summary>
+    public GraphBuilder(GraphProto graph, GraphBuilder scope)
+    {
+        _names = scope._names;
         Graph = graph;
         Collect(graph);
     }

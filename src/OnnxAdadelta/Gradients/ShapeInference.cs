@@ -36,17 +36,46 @@ public static class ShapeInference
         foreach (var node in g.Node)
             foreach (var o in node.Output)
                 if (o.Length > 0 && outputs.Add(o)) g.Output.Add(new ValueInfoProto { Name = o });
-        var result = new Dictionary<string, ValueType>(StringComparer.Ordinal);
-        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
-        using (var session = Training.OrtSessions.Create(probe, options))
+        var result = Read(probe);
+        // Reshapes whose shape input is computed get no static dimensions from ORT; where the shape tensor's
+        // elements are known by partial evaluation, they are written into the probe and inference runs again.
+        var applied = new HashSet<string>(StringComparer.Ordinal);
+        for (int round = 0; round < 4; round++)
         {
-            foreach (var (name, meta) in session.InputMetadata.Concat(session.OutputMetadata).Concat(session.OverridableInitializerMetadata))
-                if (meta.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR)
-                    result[name] = new ValueType(FromOrt(meta.ElementDataType), meta.Dimensions.Select(d => d < 0 ? (long?)null : d).ToArray(),
-                        meta.SymbolicDimensions.Select(d => string.IsNullOrEmpty(d) ? null : d).ToArray());
+            var refined = ShapeTensors.RefinedReshapes(g, result).Where(p => applied.Add(p.Key)).ToList();
+            if (refined.Count == 0) break;
+            foreach (var (name, dims) in refined)
+            {
+                var info = g.Output.First(o => o.Name == name);
+                var shape = new TensorShapeProto();
+                for (int k = 0; k < dims.Length; k++)
+                {
+                    var dim = new TensorShapeProto.Types.Dimension();
+                    if (dims[k] is { } d) dim.DimValue = d;
+                    else if (result.GetValueOrDefault(name)?.Symbol(k) is { } symbol) dim.DimParam = symbol;
+                    shape.Dim.Add(dim);
+                }
+                var element = result.GetValueOrDefault(name)?.ElementType ?? DataType.Undefined;
+                if (element == DataType.Undefined) continue;
+                info.Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)element, Shape = shape } };
+            }
+            try { result = Read(probe); }
+            catch (OnnxAdadeltaException) { break; } // ORT disagrees with a refinement: keep its own inference
         }
         foreach (var t in model.Graph.Initializer)
             result.TryAdd(t.Name, new ValueType((DataType)t.DataType, t.Dims.Select(d => (long?)d).ToArray()));
+        return result;
+    }
+
+    private static Dictionary<string, ValueType> Read(ModelProto probe)
+    {
+        var result = new Dictionary<string, ValueType>(StringComparer.Ordinal);
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
+        using var session = Training.OrtSessions.Create(probe, options);
+        foreach (var (name, meta) in session.InputMetadata.Concat(session.OutputMetadata).Concat(session.OverridableInitializerMetadata))
+            if (meta.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR)
+                result[name] = new ValueType(FromOrt(meta.ElementDataType), meta.Dimensions.Select(d => d < 0 ? (long?)null : d).ToArray(),
+                    meta.SymbolicDimensions.Select(d => string.IsNullOrEmpty(d) ? null : d).ToArray());
         return result;
     }
 

@@ -273,4 +273,96 @@ public class RecurrentGradientTests
         CheckGradients(new Config("GRU", "forward", Activations: ["Sigmoid", "Softplus"], InitialH: true, Seed: 33));
         CheckGradients(new Config("RNN", "bidirectional", Activations: ["LeakyRelu", "Softsign"], Alphas: [0.2f], Seed: 34));
     }
+
+    // ---- whole models
+
+    /// <summary>
+    /// Two stacked LSTMs over X [batch, 3, 3] (batch symbolic), the second reading the first's Y through a Reshape
+    /// whose shape is computed from Shape(Y), as PyTorch's dynamo export writes it. ORT's inference leaves that
+    /// Reshape's output shape unknown; the partial evaluation of the shape tensor recovers the sequence length, so the
+    /// second LSTM can be unrolled too.
+    /// </summary>
+    private static ModelProto StackedLstm(bool staticSequence)
+    {
+        var g = new GraphProto { Name = "stacked" };
+        var dims = new TensorShapeProto();
+        dims.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = "batch" });
+        dims.Dim.Add(staticSequence ? new TensorShapeProto.Types.Dimension { DimValue = T } : new TensorShapeProto.Types.Dimension { DimParam = "time" });
+        dims.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = InputSize });
+        g.Input.Add(new ValueInfoProto { Name = "x", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)DataType.Float, Shape = dims } } });
+        var rng = new SplitMix64(5);
+        float[] Values(long n) => Enumerable.Range(0, (int)n).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+        foreach (var (name, shape) in new (string, long[])[] { ("W1", [1, 4 * Hidden, InputSize]), ("R1", [1, 4 * Hidden, Hidden]), ("W2", [1, 4 * Hidden, Hidden]), ("R2", [1, 4 * Hidden, Hidden]) })
+            g.Initializer.Add(Tensors.Create(name, Values(shape.Aggregate(1L, (a, b) => a * b)), shape));
+        g.Initializer.Add(Tensors.Create("one", new long[] { 1 }, 1));
+        g.Initializer.Add(Tensors.Create("two", new long[] { 2 }, 1));
+        g.Initializer.Add(Tensors.Create("zero", new long[] { 0 }, 1));
+        g.Initializer.Add(Tensors.Create("four", new long[] { 4 }, 1));
+        var b = new GraphBuilder(g);
+        var hidden = NodeRuleContext.Attr("hidden_size", (long)Hidden);
+        var xt = b.Add("Transpose", ["x"], "xt", NodeRuleContext.Attr("perm", new long[] { 1, 0, 2 }));
+        var y1 = b.Add("LSTM", [xt, "W1", "R1"], ["y1"], hidden)[0];
+        var shape1 = b.Add("Shape", [y1], "shape1");
+        var time = b.Add("Slice", [shape1, "zero", "one"], "time");
+        var batch = b.Add("Slice", [shape1, "two", "four"], "batchdims");
+        var features = b.Add("Mul", [b.Add("Slice", [shape1, "one", "two"], "dirs"), b.Add("Slice", [batch, "one", "two"], "h")], "features");
+        var target = b.Add("Concat", [time, b.Add("Slice", [batch, "zero", "one"], "b"), features], "target_shape", NodeRuleContext.Attr("axis", 0L));
+        var x2 = b.Add("Reshape", [y1, target], "x2");
+        var outs = b.Add("LSTM", [x2, "W2", "R2"], ["y2", "h2"], hidden);
+        var hShape = new TensorShapeProto();
+        hShape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = 1 });
+        hShape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = "batch" });
+        hShape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = Hidden });
+        g.Output.Add(new ValueInfoProto { Name = outs[1], Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)DataType.Float, Shape = hShape } } });
+        var m = new ModelProto { IrVersion = 9, Graph = g };
+        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
+        return m;
+    }
+
+    [Fact]
+    public void StackedLayersThroughAComputedReshapeBuild()
+    {
+        var model = StackedLstm(staticSequence: true);
+        var x2 = ShapeInference.Infer(model)["x2"].Dims!;
+        Assert.Equal([T, null, Hidden], x2);
+        var training = GradientGraphBuilder.Build(model, new BuildTrainingOptions { Loss = LossKind.Mse, Output = "h2" });
+        Assert.Equal(["loss", "h2", "W1_grad", "R1_grad", "W2_grad", "R2_grad"], training.Graph.Output.Select(o => o.Name));
+        Assert.Equal(2, training.Graph.Node.Count(n => n.OpType == "LSTM"));
+    }
+
+    [Fact]
+    public void ADynamicSequenceLengthIsRefusedWithTheWayOut()
+    {
+        var e = Assert.Throws<OnnxAdadeltaException>(() =>
+            GradientGraphBuilder.Build(StackedLstm(staticSequence: false), new BuildTrainingOptions { Loss = LossKind.Mse, Output = "h2" }));
+        Assert.Contains("LSTM", e.Message);
+        Assert.Contains("sequence length", e.Message);
+        Assert.Contains("--input-shape", e.Message);
+    }
+
+    /// <summary>The decomposition of <paramref name="config"/>'s node run alone (ORT never sees the node), expected to fail.</summary>
+    private static string DecompositionFails(Config config, params AttributeProto[] extra)
+    {
+        var (inputs, nodeInputs) = config.Inputs();
+        var g = new GraphProto { Name = "alone" };
+        foreach (var i in inputs) g.Initializer.Add(i.Ints ?? Tensors.Create(i.Name, i.Values.Select(v => (float)v).ToArray(), i.Shape));
+        g.Output.Add(new ValueInfoProto { Name = "X" });
+        var model = new ModelProto { IrVersion = 9, Graph = g };
+        model.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
+        var node = new NodeProto { OpType = config.Op, Name = "rnn", Input = { nodeInputs }, Output = { "y" } };
+        node.Attribute.AddRange(config.Attributes().Where(a => extra.All(e => e.Name != a.Name)).Concat(extra));
+        var context = new DecompositionContext(new GraphBuilder(g), node, 17, ShapeInference.Infer(model), _ => null);
+        return Assert.Throws<OnnxAdadeltaException>(() => Decompose(config.Op)(context)).Message;
+    }
+
+    [Fact]
+    public void BadAttributesAreRefusedByName()
+    {
+        Assert.Contains("activations", DecompositionFails(new Config("LSTM", "bidirectional", Activations: ["Sigmoid", "Tanh", "Tanh"])));
+        Assert.Contains("'Gelu'", DecompositionFails(new Config("GRU", Activations: ["Sigmoid", "Gelu"])));
+        Assert.Contains("direction='sideways'", DecompositionFails(new Config("RNN"), NodeRuleContext.Attr("direction", "sideways")));
+        Assert.Contains("clip", DecompositionFails(new Config("RNN", Clip: -1f)));
+        Assert.Contains("'linear_before_reset'", DecompositionFails(new Config("LSTM"), NodeRuleContext.Attr("linear_before_reset", 1L)));
+        Assert.Contains("hidden_size=3", DecompositionFails(new Config("GRU"), NodeRuleContext.Attr("hidden_size", 3L)));
+    }
 }

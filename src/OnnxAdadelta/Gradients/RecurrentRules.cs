@@ -238,13 +238,6 @@ public static partial class GradientRules
             var c0 = _cell == RecurrentCell.Lstm ? StateInput(6) : null;
             var p = _cell == RecurrentCell.Lstm && c.HasInput(7) ? PerDirection(c.I(7)) : null;
 
-            string? zeros = null;
-            string Zeros()
-            {
-                if (zeros is not null) return zeros;
-                var batch = c.Op("Slice", [c.Shape(x), Ints(1), Ints(2)]);
-                return zeros = Op("Expand", K(0), c.Op("Concat", [batch, Ints(h)], NodeRuleContext.Attr("axis", 0L)));
-            }
             var masks = lens is null ? null : Enumerable.Range(0, (int)_steps)
                 .Select(t => Unsqueeze(Op("Less", c.Scalar(t, lens), lens), 1)).ToArray();
 
@@ -277,8 +270,9 @@ public static partial class GradientRules
                 }
                 else rt = [Transpose(r[d], 1, 0)];
 
-                var hPrev = h0?[d] ?? Zeros();
-                var cPrev = _cell == RecurrentCell.Lstm ? c0?[d] ?? Zeros() : null;
+                // An absent initial state is zero: the first step then leaves out the terms it would multiply.
+                string? hPrev = h0?[d];
+                string? cPrev = _cell == RecurrentCell.Lstm ? c0?[d] : null;
                 var y = new string[_steps];
                 for (int k = 0; k < _steps; k++)
                 {
@@ -287,20 +281,19 @@ public static partial class GradientRules
                     switch (_cell)
                     {
                         case RecurrentCell.Lstm:
-                            (hNext, cNext) = LstmStep(act, xs[t], hPrev, cPrev!, rt[0], peep);
+                            (hNext, cNext) = LstmStep(act, xs[t], hPrev, cPrev, rt[0], peep);
                             break;
                         case RecurrentCell.Gru:
                             hNext = GruStep(act, xs[t], hPrev, rt, rb);
                             break;
                         default:
-                            hNext = _c.Op("MatMul", [hPrev, rt[0]]);
-                            hNext = Activate(act[0], Clip(Op("Add", xs[t], hNext)));
+                            hNext = Activate(act[0], Clip(hPrev is null ? xs[t] : Op("Add", xs[t], Op("MatMul", hPrev, rt[0]))));
                             break;
                     }
                     if (masks is not null)
                     {
-                        hNext = Op("Where", masks[t], hNext, hPrev);
-                        if (_cell == RecurrentCell.Lstm) cNext = Op("Where", masks[t], cNext, cPrev!);
+                        hNext = Op("Where", masks[t], hNext, hPrev ?? K(0));
+                        if (_cell == RecurrentCell.Lstm) cNext = Op("Where", masks[t], cNext, cPrev ?? K(0));
                         y[t] = Op("Where", masks[t], hNext, K(0));
                     }
                     else y[t] = hNext;
@@ -308,7 +301,7 @@ public static partial class GradientRules
                     if (_cell == RecurrentCell.Lstm) cPrev = cNext;
                 }
                 if (c.O(0).Length > 0) ys.Add(Unsqueeze(Concat(y.Select(v => Unsqueeze(v, 0)).ToArray(), 0), 1));  // [T, 1, batch, h]
-                hs.Add(Unsqueeze(hPrev, 0));
+                hs.Add(Unsqueeze(hPrev!, 0));
                 if (cPrev is not null) cs.Add(Unsqueeze(cPrev, 0));
             }
 
@@ -333,22 +326,26 @@ public static partial class GradientRules
         /// One LSTM step (gates i, o, f, c in W and R; peepholes i, o, f): i = f(clip(x·Wiᵀ + h·Riᵀ + Pi⊙C₋₁ + b)),
         /// f likewise (or 1 − i with input_forget), c̃ = g(clip(…)), C = f⊙C₋₁ + i⊙c̃, o = f(clip(… + Po⊙C)), H = o⊙h(C).
         /// </summary>
-        private (string H, string C) LstmStep(RecurrentActivation[] act, string x, string hPrev, string cPrev, string rt, string[]? peep)
+        private (string H, string C) LstmStep(RecurrentActivation[] act, string x, string? hPrev, string? cPrev, string rt, string[]? peep)
         {
             long h = _hidden;
-            var pre = Split(Op("Add", x, Op("MatMul", hPrev, rt)), 1, h, h, h, h);
+            var pre = Split(hPrev is null ? x : Op("Add", x, Op("MatMul", hPrev, rt)), 1, h, h, h, h);
             string iPre = pre[0], oPre = pre[1], fPre = pre[2], cPre = pre[3];
-            if (peep is not null) iPre = Op("Add", iPre, Op("Mul", peep[0], cPrev));
+            if (peep is not null && cPrev is not null) iPre = Op("Add", iPre, Op("Mul", peep[0], cPrev));
             var i = Activate(act[0], Clip(iPre));
-            string f;
-            if (_inputForget) f = Op("Sub", K(1), i);
-            else
-            {
-                if (peep is not null) fPre = Op("Add", fPre, Op("Mul", peep[2], cPrev));
-                f = Activate(act[0], Clip(fPre));
-            }
             var g = Activate(act[1], Clip(cPre));
-            var cell = Op("Add", Op("Mul", f, cPrev), Op("Mul", i, g));
+            var cell = Op("Mul", i, g);
+            if (cPrev is not null)
+            {
+                string f;
+                if (_inputForget) f = Op("Sub", K(1), i);
+                else
+                {
+                    if (peep is not null) fPre = Op("Add", fPre, Op("Mul", peep[2], cPrev));
+                    f = Activate(act[0], Clip(fPre));
+                }
+                cell = Op("Add", Op("Mul", f, cPrev), cell);
+            }
             if (peep is not null) oPre = Op("Add", oPre, Op("Mul", peep[1], cell));
             var o = Activate(act[0], Clip(oPre));
             return (Op("Mul", o, Activate(act[2], cell)), cell);
@@ -358,28 +355,29 @@ public static partial class GradientRules
         /// One GRU step (gates z, r, h): z, r = f(clip(x·Wᵀ + h·Rᵀ + b)); h̃ = g(clip(x·Whᵀ + (r⊙H₋₁)·Rhᵀ + Rbh + Wbh)), or with
         /// linear_before_reset g(clip(x·Whᵀ + r⊙(H₋₁·Rhᵀ + Rbh) + Wbh)); H = (1 − z)⊙h̃ + z⊙H₋₁.
         /// </summary>
-        private string GruStep(RecurrentActivation[] act, string x, string hPrev, string[] rt, string[]? rb)
+        private string GruStep(RecurrentActivation[] act, string x, string? hPrev, string[] rt, string[]? rb)
         {
             long h = _hidden;
             var xParts = Split(x, 1, 2 * h, h);
-            var zrPre = Op("Add", xParts[0], Op("MatMul", hPrev, rt[0]));
+            var zrPre = hPrev is null ? xParts[0] : Op("Add", xParts[0], Op("MatMul", hPrev, rt[0]));
             if (rb is not null) zrPre = Op("Add", zrPre, rb[0]);
             var zr = Split(Activate(act[0], Clip(zrPre)), 1, h, h);
             string z = zr[0], reset = zr[1];
             string hPre;
             if (_linearBeforeReset)
             {
-                var recurrent = Op("MatMul", hPrev, rt[1]);
-                if (rb is not null) recurrent = Op("Add", recurrent, rb[1]);
-                hPre = Op("Add", xParts[1], Op("Mul", reset, recurrent));
+                string? recurrent = hPrev is null ? null : Op("MatMul", hPrev, rt[1]);
+                if (rb is not null) recurrent = recurrent is null ? rb[1] : Op("Add", recurrent, rb[1]);
+                hPre = recurrent is null ? xParts[1] : Op("Add", xParts[1], Op("Mul", reset, recurrent));
             }
             else
             {
-                hPre = Op("Add", xParts[1], Op("MatMul", Op("Mul", reset, hPrev), rt[1]));
+                hPre = hPrev is null ? xParts[1] : Op("Add", xParts[1], Op("MatMul", Op("Mul", reset, hPrev), rt[1]));
                 if (rb is not null) hPre = Op("Add", hPre, rb[1]);
             }
             var candidate = Activate(act[1], Clip(hPre));
-            return Op("Add", Op("Mul", Op("Sub", K(1), z), candidate), Op("Mul", z, hPrev));
+            var kept = Op("Mul", Op("Sub", K(1), z), candidate);
+            return hPrev is null ? kept : Op("Add", kept, Op("Mul", z, hPrev));
         }
     }
 }

@@ -51,8 +51,8 @@ public static class ShapeInference
                 for (int k = 0; k < dims.Length; k++)
                 {
                     var dim = new TensorShapeProto.Types.Dimension();
-                    if (dims[k] is { } d) dim.DimValue = d;
-                    else if (result.GetValueOrDefault(name)?.Symbol(k) is { } symbol) dim.DimParam = symbol;
+                    if (dims[k].Value is { } d) dim.DimValue = d;
+                    else if (dims[k].Symbol is { } symbol) dim.DimParam = symbol;
                     shape.Dim.Add(dim);
                 }
                 var element = result.GetValueOrDefault(name)?.ElementType ?? DataType.Undefined;

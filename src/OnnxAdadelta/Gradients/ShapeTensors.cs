@@ -12,27 +12,34 @@ namespace OnnxAdadelta.Gradients;
 /// </summary>
 internal static class ShapeTensors
 {
+    /// <summary>One element of a shape tensor: its value where known, else the symbol of the dimension it copies, if any.</summary>
+    public readonly record struct Dim(long? Value, string? Symbol);
+
     private const int MaxElements = 64;
 
     /// <summary>
     /// The dimensions of Reshape outputs that the partial evaluation knows better than <paramref name="types"/>:
-    /// output name to dimensions (null where still unknown), for outputs with at least one newly known dimension.
+    /// output name to dimensions, for outputs with at least one dimension newly known (by size, or by the symbol of
+    /// the dimension it copies, so that the autodiff can tell equal symbolic sizes apart from possibly broadcast ones).
     /// </summary>
-    public static Dictionary<string, long?[]> RefinedReshapes(GraphProto graph, IReadOnlyDictionary<string, ValueType> types)
+    public static Dictionary<string, Dim[]> RefinedReshapes(GraphProto graph, IReadOnlyDictionary<string, ValueType> types)
     {
-        var values = new Dictionary<string, long?[]>(StringComparer.Ordinal);
+        var values = new Dictionary<string, Dim[]>(StringComparer.Ordinal);
         foreach (var t in graph.Initializer)
             if (t.DataType == (int)DataType.Int64 && t.Dims.Count <= 1 && t.Dims.Aggregate(1L, (a, b) => a * b) <= MaxElements)
-                values[t.Name] = t.ToInt64Array().Select(v => (long?)v).ToArray();
-        var refined = new Dictionary<string, long?[]>(StringComparer.Ordinal);
+                values[t.Name] = t.ToInt64Array().Select(v => new Dim(v, null)).ToArray();
+        var refined = new Dictionary<string, Dim[]>(StringComparer.Ordinal);
         foreach (var node in graph.Node)
         {
             if (node.Domain is not ("" or "ai.onnx") || node.Output.Count == 0) continue;
             if (node.OpType == "Reshape" && Reshaped(node, types, values) is { } dims)
             {
-                var known = types.GetValueOrDefault(node.Output[0])?.Dims;
-                if (known is null || known.Length == dims.Length && known.Zip(dims).Any(p => p.First is null && p.Second is not null))
-                    refined[node.Output[0]] = known is null ? dims : known.Zip(dims).Select(p => p.First ?? p.Second).ToArray();
+                var type = types.GetValueOrDefault(node.Output[0]);
+                var known = type?.Dims;
+                if (known is null)
+                    refined[node.Output[0]] = dims;
+                else if (known.Length == dims.Length && dims.Select((d, k) => known[k] is null && (d.Value is not null || (d.Symbol is not null && type!.Symbol(k) is null))).Any(x => x))
+                    refined[node.Output[0]] = dims.Select((d, k) => known[k] is { } v ? new Dim(v, null) : d.Value is not null ? d : new Dim(null, type!.Symbol(k) ?? d.Symbol)).ToArray();
             }
             if (Evaluate(node, types, values) is { Length: <= MaxElements } v) values[node.Output[0]] = v;
         }
@@ -42,22 +49,23 @@ internal static class ShapeTensors
     private static long? Attr(NodeProto n, string name) => n.Attribute.FirstOrDefault(a => a.Name == name)?.I;
 
     /// <summary>The partial value of a node's first output, or null when it is not a small int64 tensor this evaluates.</summary>
-    private static long?[]? Evaluate(NodeProto n, IReadOnlyDictionary<string, ValueType> types, Dictionary<string, long?[]> values)
+    private static Dim[]? Evaluate(NodeProto n, IReadOnlyDictionary<string, ValueType> types, Dictionary<string, Dim[]> values)
     {
-        long?[]? In(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? values.GetValueOrDefault(n.Input[i]) : null;
-        long[]? Known(int i) => In(i) is { } v && v.All(x => x is not null) ? v.Select(x => x!.Value).ToArray() : null;
+        Dim[]? In(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? values.GetValueOrDefault(n.Input[i]) : null;
+        long[]? Known(int i) => In(i) is { } v && v.All(x => x.Value is not null) ? v.Select(x => x.Value!.Value).ToArray() : null;
         switch (n.OpType)
         {
             case "Constant":
                 var t = n.Attribute.FirstOrDefault(a => a.Name == "value")?.T;
-                return t is { DataType: (int)DataType.Int64 } && t.Dims.Count <= 1 ? t.ToInt64Array().Select(v => (long?)v).ToArray() : null;
+                return t is { DataType: (int)DataType.Int64 } && t.Dims.Count <= 1 ? t.ToInt64Array().Select(v => new Dim(v, null)).ToArray() : null;
             case "Shape":
-                if (types.GetValueOrDefault(n.Input[0])?.Dims is not { } dims) return null;
+                var shaped = types.GetValueOrDefault(n.Input[0]);
+                if (shaped?.Dims is not { } dims) return null;
                 int r = dims.Length;
                 long start = Attr(n, "start") ?? 0, end = Attr(n, "end") ?? r;
                 start = Math.Clamp(start < 0 ? start + r : start, 0, r);
                 end = Math.Clamp(end < 0 ? end + r : end, 0, r);
-                return dims.Skip((int)start).Take((int)Math.Max(0, end - start)).ToArray();
+                return dims.Select((d, k) => new Dim(d, d is null ? shaped.Symbol(k) : null)).Skip((int)start).Take((int)Math.Max(0, end - start)).ToArray();
             case "Identity" or "Reshape" or "Squeeze" or "Unsqueeze":
                 return In(0);
             case "Cast":
@@ -82,8 +90,11 @@ internal static class ShapeTensors
                 return Enumerable.Range(0, count).Select(k =>
                 {
                     var (p, q) = (a[a.Length == 1 ? 0 : k], b[b.Length == 1 ? 0 : k]);
-                    if (p is null || q is null) return (long?)null;
-                    return n.OpType switch { "Mul" => p * q, "Add" => p + q, _ => p - q };
+                    if (p.Value is { } u && q.Value is { } w) return new Dim(n.OpType switch { "Mul" => u * w, "Add" => u + w, _ => u - w }, null);
+                    long identity = n.OpType == "Mul" ? 1 : 0;
+                    if (q.Value == identity) return p;                                    // x*1, x+0, x-0 keep x's symbol
+                    if (p.Value == identity && n.OpType != "Sub") return q;
+                    return new Dim(null, null);
                 }).ToArray();
             default:
                 return null;
@@ -91,19 +102,22 @@ internal static class ShapeTensors
     }
 
     /// <summary>A Reshape's output dimensions from its partially known shape input (0 copies the input's dimension unless allowzero; -1 is inferred).</summary>
-    private static long?[]? Reshaped(NodeProto n, IReadOnlyDictionary<string, ValueType> types, Dictionary<string, long?[]> values)
+    private static Dim[]? Reshaped(NodeProto n, IReadOnlyDictionary<string, ValueType> types, Dictionary<string, Dim[]> values)
     {
         if (n.Input.Count < 2 || values.GetValueOrDefault(n.Input[1]) is not { } shape) return null;
-        var input = types.GetValueOrDefault(n.Input[0])?.Dims;
+        var inputType = types.GetValueOrDefault(n.Input[0]);
+        var input = inputType?.Dims;
         bool allowZero = Attr(n, "allowzero") == 1;
-        var dims = shape.Select((d, k) => d == 0 && !allowZero ? (input is not null && k < input.Length ? input[k] : null) : d).ToArray();
-        int inferred = Array.IndexOf(dims, -1L);
+        var dims = shape.Select((d, k) => d.Value == 0 && !allowZero
+            ? (input is not null && k < input.Length ? new Dim(input[k], input[k] is null ? inputType!.Symbol(k) : null) : new Dim(null, null))
+            : d).ToArray();
+        int inferred = Array.FindIndex(dims, d => d.Value == -1);
         if (inferred >= 0)
         {
             long? total = input?.Aggregate((long?)1, (acc, d) => acc * d);
-            long? others = dims.Where((_, k) => k != inferred).Aggregate((long?)1, (acc, d) => acc * d);
-            dims[inferred] = total is { } tt && others is { } o && o > 0 && tt % o == 0 ? tt / o : null;
+            long? others = dims.Where((_, k) => k != inferred).Aggregate((long?)1, (acc, d) => acc * d.Value);
+            dims[inferred] = new Dim(total is { } tt && others is { } o && o > 0 && tt % o == 0 ? tt / o : null, null);
         }
-        return dims.Any(d => d is < 0) ? null : dims;
+        return dims.Any(d => d.Value is < 0) ? null : dims;
     }
 }

@@ -323,8 +323,9 @@ public class RecurrentGradientTests
     public void StackedLayersThroughAComputedReshapeBuild()
     {
         var model = StackedLstm(staticSequence: true);
-        var x2 = ShapeInference.Infer(model)["x2"].Dims!;
-        Assert.Equal([T, null, Hidden], x2);
+        var x2 = ShapeInference.Infer(model)["x2"];
+        Assert.Equal([T, null, Hidden], x2.Dims!);
+        Assert.Equal("batch", x2.Symbol(1));
         var training = GradientGraphBuilder.Build(model, new BuildTrainingOptions { Loss = LossKind.Mse, Output = "h2" });
         Assert.Equal(["loss", "h2", "W1_grad", "R1_grad", "W2_grad", "R2_grad"], training.Graph.Output.Select(o => o.Name));
         Assert.Equal(2, training.Graph.Node.Count(n => n.OpType == "LSTM"));

@@ -62,11 +62,10 @@ public static class ShapeInference
             try { result = Read(probe); }
             catch (OnnxAdadeltaException) { break; } // ORT disagrees with a refinement: keep its own inference
         }
-        foreach (var t in model.Graph.Initializer)
-            result.TryAdd(t.Name, new ValueType((DataType)t.DataType, t.Dims.Select(d => (long?)d).ToArray()));
         return result;
     }
 
+    /// <summary>The types ORT's session reports for <paramref name="probe"/>'s inputs and outputs, plus its initializers'.</summary>
     private static Dictionary<string, ValueType> Read(ModelProto probe)
     {
         var result = new Dictionary<string, ValueType>(StringComparer.Ordinal);
@@ -76,6 +75,8 @@ public static class ShapeInference
             if (meta.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR)
                 result[name] = new ValueType(FromOrt(meta.ElementDataType), meta.Dimensions.Select(d => d < 0 ? (long?)null : d).ToArray(),
                     meta.SymbolicDimensions.Select(d => string.IsNullOrEmpty(d) ? null : d).ToArray());
+        foreach (var t in probe.Graph.Initializer)
+            result.TryAdd(t.Name, new ValueType((DataType)t.DataType, t.Dims.Select(d => (long?)d).ToArray()));
         return result;
     }
 

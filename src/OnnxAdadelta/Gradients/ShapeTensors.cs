@@ -5,10 +5,10 @@ using DataType = Onnx.TensorProto.Types.DataType;
 namespace OnnxAdadelta.Gradients;
 
 /// <summary>
-/// Partial evaluation of the small int64 tensors that exporters compute shapes with (Shape, Slice, Gather, Concat,
+/// Partial evaluation of the small int64 (and int32) tensors that exporters compute shapes with (Shape, Slice, Gather, Concat,
 /// arithmetic), each element a number or unknown, to recover the static dimensions of Reshape outputs that ONNX
 /// Runtime's shape inference leaves unknown because their shape input is computed (PyTorch's dynamo export reshapes
-/// this way between stacked LSTM layers).
+/// this way between stacked LSTM layers), and of Expands likewise (the zero initial states of tf2onnx's LSTMs).
 /// </summary>
 internal static class ShapeTensors
 {
@@ -26,13 +26,13 @@ internal static class ShapeTensors
     {
         var values = new Dictionary<string, Dim[]>(StringComparer.Ordinal);
         foreach (var t in graph.Initializer)
-            if (t.DataType == (int)DataType.Int64 && t.Dims.Count <= 1 && t.Dims.Aggregate(1L, (a, b) => a * b) <= MaxElements)
-                values[t.Name] = t.ToInt64Array().Select(v => new Dim(v, null)).ToArray();
+            if (t.DataType is (int)DataType.Int64 or (int)DataType.Int32 && t.Dims.Count <= 1 && t.Dims.Aggregate(1L, (a, b) => a * b) <= MaxElements)
+                values[t.Name] = (t.DataType == (int)DataType.Int64 ? t.ToInt64Array() : t.ToArray<int>().Select(v => (long)v).ToArray()).Select(v => new Dim(v, null)).ToArray();
         var refined = new Dictionary<string, Dim[]>(StringComparer.Ordinal);
         foreach (var node in graph.Node)
         {
             if (node.Domain is not ("" or "ai.onnx") || node.Output.Count == 0) continue;
-            if (node.OpType == "Reshape" && Reshaped(node, types, values) is { } dims)
+            if (node.OpType is "Reshape" or "Expand" && (node.OpType == "Reshape" ? Reshaped(node, types, values) : Expanded(node, types, values)) is { } dims)
             {
                 var type = types.GetValueOrDefault(node.Output[0]);
                 var known = type?.Dims;
@@ -69,7 +69,7 @@ internal static class ShapeTensors
             case "Identity" or "Reshape" or "Squeeze" or "Unsqueeze":
                 return In(0);
             case "Cast":
-                return Attr(n, "to") == (long)DataType.Int64 ? In(0) : null;
+                return Attr(n, "to") is (long)DataType.Int64 or (long)DataType.Int32 ? In(0) : null;
             case "Concat":
                 var parts = Enumerable.Range(0, n.Input.Count).Select(In).ToList();
                 return parts.All(p => p is not null) ? parts.SelectMany(p => p!).ToArray() : null;
@@ -99,6 +99,28 @@ internal static class ShapeTensors
             default:
                 return null;
         }
+    }
+
+    /// <summary>
+    /// An Expand's output dimensions: its input's dimensions and the shape tensor broadcast together, right-aligned
+    /// (a shape element 1 keeps the input's dimension; an input dimension 1 takes the shape's element, number or symbol).
+    /// </summary>
+    private static Dim[]? Expanded(NodeProto n, IReadOnlyDictionary<string, ValueType> types, Dictionary<string, Dim[]> values)
+    {
+        if (n.Input.Count < 2 || values.GetValueOrDefault(n.Input[1]) is not { } shape) return null;
+        var inputType = types.GetValueOrDefault(n.Input[0]);
+        if (inputType?.Dims is not { } input) return null;
+        int rank = Math.Max(input.Length, shape.Length);
+        var dims = new Dim[rank];
+        for (int k = 0; k < rank; k++)
+        {
+            int i = k - (rank - input.Length), s = k - (rank - shape.Length);
+            var a = i >= 0 ? new Dim(input[i], input[i] is null ? inputType.Symbol(i) : null) : new Dim(1, null);
+            var b = s >= 0 ? shape[s] : new Dim(1, null);
+            dims[k] = b.Value == 1 ? a : a.Value == 1 ? b : a.Value is { } x && b.Value is { } y ? new Dim(Math.Max(x, y), null)
+                : a.Value is > 1 ? a : b.Value is > 1 ? b : new Dim(null, null);
+        }
+        return dims;
     }
 
     /// <summary>A Reshape's output dimensions from its partially known shape input (0 copies the input's dimension unless allowzero; -1 is inferred).</summary>

@@ -331,6 +331,23 @@ public class RecurrentGradientTests
         Assert.Equal(2, training.Graph.Node.Count(n => n.OpType == "LSTM"));
     }
 
+    /// <summary>tf2onnx's zero initial state: Expand(0, Cast(Concat(Slice(Cast(Shape(x), int32)), [H]), int64)) keeps x's batch symbol.</summary>
+    [Fact]
+    public void AZeroStateExpandedFromAComputedShapeKeepsItsBatchSymbol()
+    {
+        var model = StackedLstm(staticSequence: true);
+        var g = model.Graph;
+        g.Initializer.Add(Tensors.Create("hidden32", new[] { Hidden }, 1));
+        g.Initializer.Add(Tensors.Create("zero_f", new[] { 0f }));
+        var b = new GraphBuilder(g);
+        var shape32 = b.Add("Cast", [b.Add("Shape", ["x"], "xshape")], "xshape32", NodeRuleContext.Attr("to", (long)DataType.Int32));
+        var packed = b.Add("Concat", [b.Add("Slice", [shape32, "zero", "one", "zero"], "batch32"), "hidden32"], "packed", NodeRuleContext.Attr("axis", 0L));
+        b.Add("Expand", ["zero_f", b.Add("Cast", [packed], "packed64", NodeRuleContext.Attr("to", (long)DataType.Int64))], "zeros");
+        var zeros = ShapeInference.Infer(model)["zeros"];
+        Assert.Equal([null, Hidden], zeros.Dims!);
+        Assert.Equal("batch", zeros.Symbol(0));
+    }
+
     [Fact]
     public void ADynamicSequenceLengthIsRefusedWithTheWayOut()
     {

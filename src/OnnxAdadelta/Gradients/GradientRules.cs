@@ -57,6 +57,7 @@ public static partial class GradientRules
         RegisterActivations(r);
         RegisterResampling(r);
         RegisterControlFlow(r);
+        RegisterRecurrent(r);
         return r;
     }
 

@@ -36,17 +36,47 @@ public static class ShapeInference
         foreach (var node in g.Node)
             foreach (var o in node.Output)
                 if (o.Length > 0 && outputs.Add(o)) g.Output.Add(new ValueInfoProto { Name = o });
+        var result = Read(probe);
+        // Reshapes whose shape input is computed get no static dimensions from ORT; where the shape tensor's
+        // elements are known by partial evaluation, they are written into the probe and inference runs again.
+        var applied = new HashSet<string>(StringComparer.Ordinal);
+        for (int round = 0; round < 4; round++)
+        {
+            var refined = ShapeTensors.RefinedReshapes(g, result).Where(p => applied.Add(p.Key)).ToList();
+            if (refined.Count == 0) break;
+            foreach (var (name, dims) in refined)
+            {
+                var info = g.Output.First(o => o.Name == name);
+                var shape = new TensorShapeProto();
+                for (int k = 0; k < dims.Length; k++)
+                {
+                    var dim = new TensorShapeProto.Types.Dimension();
+                    if (dims[k].Value is { } d) dim.DimValue = d;
+                    else if (dims[k].Symbol is { } symbol) dim.DimParam = symbol;
+                    shape.Dim.Add(dim);
+                }
+                var element = result.GetValueOrDefault(name)?.ElementType ?? DataType.Undefined;
+                if (element == DataType.Undefined) continue;
+                info.Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)element, Shape = shape } };
+            }
+            try { result = Read(probe); }
+            catch (OnnxAdadeltaException) { break; } // ORT disagrees with a refinement: keep its own inference
+        }
+        ResolveUnknownRanks(probe, result);
+        return result;
+    }
+
+    /// <summary>The types ORT's session reports for <paramref name="probe"/>'s inputs and outputs, plus its initializers'.</summary>
+    private static Dictionary<string, ValueType> Read(ModelProto probe)
+    {
         var result = new Dictionary<string, ValueType>(StringComparer.Ordinal);
         using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
-        using (var session = Training.OrtSessions.Create(probe, options))
-        {
-            foreach (var (name, meta) in session.InputMetadata.Concat(session.OutputMetadata).Concat(session.OverridableInitializerMetadata))
-                if (meta.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR)
-                    result[name] = new ValueType(FromOrt(meta.ElementDataType), meta.Dimensions.Select(d => d < 0 ? (long?)null : d).ToArray(),
-                        meta.SymbolicDimensions.Select(d => string.IsNullOrEmpty(d) ? null : d).ToArray());
-            ResolveUnknownRanks(model.Graph, session, result);
-        }
-        foreach (var t in model.Graph.Initializer)
+        using var session = Training.OrtSessions.Create(probe, options);
+        foreach (var (name, meta) in session.InputMetadata.Concat(session.OutputMetadata).Concat(session.OverridableInitializerMetadata))
+            if (meta.OnnxValueType == OnnxValueType.ONNX_TYPE_TENSOR)
+                result[name] = new ValueType(FromOrt(meta.ElementDataType), meta.Dimensions.Select(d => d < 0 ? (long?)null : d).ToArray(),
+                    meta.SymbolicDimensions.Select(d => string.IsNullOrEmpty(d) ? null : d).ToArray());
+        foreach (var t in probe.Graph.Initializer)
             result.TryAdd(t.Name, new ValueType((DataType)t.DataType, t.Dims.Select(d => (long?)d).ToArray()));
         return result;
     }
@@ -59,8 +89,9 @@ public static class ShapeInference
     /// but the rank is right. Where no run succeeds, their rank becomes unknown (null), so that a rule that needs it
     /// fails naming the value instead of reading it as 0.
     /// </summary>
-    private static void ResolveUnknownRanks(GraphProto graph, InferenceSession session, Dictionary<string, ValueType> types)
+    private static void ResolveUnknownRanks(ModelProto probe, Dictionary<string, ValueType> types)
     {
+        var graph = probe.Graph;
         var declared = graph.Initializer.Select(t => t.Name).Concat(graph.Input.Select(i => i.Name)).ToHashSet(StringComparer.Ordinal);
         var unknown = graph.Node.Where(n => n.OpType != "Constant").SelectMany(n => n.Output)
             .Where(o => o.Length > 0 && !declared.Contains(o) && types.TryGetValue(o, out var t) && t.Dims is { Length: 0 })
@@ -72,6 +103,8 @@ public static class ShapeInference
             if (declaredRanks.TryGetValue(name, out var r) && r > 0) types[name] = types[name] with { Dims = new long?[r], Symbols = new string?[r] };
         unknown = unknown.Where(n => !declaredRanks.ContainsKey(n)).ToArray();
         if (unknown.Length == 0) return;
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
+        using var session = Training.OrtSessions.Create(probe, options);
         foreach (var size in new long[] { 2, 16, 1 })
         {
             var ranks = TryRun(session, unknown, size);

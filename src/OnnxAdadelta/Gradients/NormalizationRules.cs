@@ -49,11 +49,7 @@ public static partial class GradientRules
         var epsilon = c.Scalar(c.Float("epsilon", 1e-5f), x);
         if (training)
         {
-            var mean = c.ReduceMean(x, notChannel, keepDims: true);
-            var centered = c.Op("Sub", [x, mean]);
-            var variance = c.ReduceMean(c.Op("Mul", [centered, centered]), notChannel, keepDims: true);
-            var r = c.Op("Reciprocal", [c.Op("Sqrt", [c.Op("Add", [variance, epsilon])])]);
-            var xHat = c.Op("Mul", [centered, r]);
+            var (r, xHat) = NormalizationGradients.Statistics(c, x, notChannel, x);
             if (c.IsGradientRequired(0))
                 c.SetGI(0, NormalizationGradients.Input(c, c.Op("Mul", [go, PerChannel(CastIfNeeded(c, c.I(1), c.I(1), x))]), xHat, r, notChannel, centered: true));
             if (c.IsGradientRequired(1))
@@ -95,11 +91,7 @@ public static partial class GradientRules
         if (axis < 0) axis += rank;
         long[] axes = [.. Enumerable.Range((int)axis, rank - (int)axis).Select(a => (long)a)];
 
-        var mean = c.ReduceMean(x, axes, keepDims: true);
-        var centered = c.Op("Sub", [x, mean]);
-        var variance = c.ReduceMean(c.Op("Mul", [centered, centered]), axes, keepDims: true);
-        var inv = c.Op("Reciprocal", [c.Op("Sqrt", [c.Op("Add", [variance, c.Scalar(c.Float("epsilon", 1e-5f), x)])])]);
-        var normalized = c.Op("Mul", [centered, inv]);
+        var (inv, normalized) = NormalizationGradients.Statistics(c, x, axes, x);
         if (c.IsGradientRequired(0))
         {
             c.SetGI(0, NormalizationGradients.Input(c, c.Op("Mul", [go, c.I(1)]), normalized, inv, axes, centered: true));
@@ -148,11 +140,7 @@ public static partial class GradientRules
         int rank = c.Rank(x);
         if (rank < 3) throw c.Fail($"the input '{x}' has rank {rank}; at least 3 (N, C and a spatial axis) was expected");
         long[] spatial = [.. Enumerable.Range(2, rank - 2).Select(a => (long)a)];
-        var mean = c.ReduceMean(x, spatial, keepDims: true);
-        var centered = c.Op("Sub", [x, mean]);
-        var variance = c.ReduceMean(c.Op("Mul", [centered, centered]), spatial, keepDims: true);
-        var inv = c.Op("Reciprocal", [c.Op("Sqrt", [c.Op("Add", [variance, c.Scalar(c.Float("epsilon", 1e-5f), x)])])]);
-        var normalized = c.Op("Mul", [centered, inv]);
+        var (inv, normalized) = NormalizationGradients.Statistics(c, x, spatial, x);
         if (c.IsGradientRequired(0))
             c.SetGI(0, NormalizationGradients.Input(c, c.Op("Mul", [go, PerChannel(c, c.I(1), rank)]), normalized, inv, spatial, centered: true));
         if (c.IsGradientRequired(1)) c.SetGI(1, c.ReduceSum(c.Op("Mul", [go, normalized]), NotChannel(rank), keepDims: false));
@@ -183,11 +171,7 @@ public static partial class GradientRules
         var grouped = c.Ints64(0, groups, -1);
         long[] last = [2];
         var xg = c.Op("Reshape", [x, grouped]);
-        var mean = c.ReduceMean(xg, last, keepDims: true);
-        var centered = c.Op("Sub", [xg, mean]);
-        var variance = c.ReduceMean(c.Op("Mul", [centered, centered]), last, keepDims: true);
-        var inv = c.Op("Reciprocal", [c.Op("Sqrt", [c.Op("Add", [variance, c.Scalar(c.Float("epsilon", 1e-5f), x)])])]);
-        var normalized = c.Op("Mul", [centered, inv]);
+        var (inv, normalized) = NormalizationGradients.Statistics(c, xg, last, x);
         bool perChannel = c.Opset >= 21;
         if (c.IsGradientRequired(0))
         {

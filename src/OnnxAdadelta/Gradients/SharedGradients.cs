@@ -255,6 +255,19 @@ internal static class WindowGradients
 internal static class NormalizationGradients
 {
     /// <summary>
+    /// The statistics a normalization recomputes for its gradient: r = 1/√(var + ε) and x̂ = (x − μ)·r, mean and
+    /// (biased) variance over <paramref name="axes"/> of <paramref name="x"/>, ε the node's <c>epsilon</c> attribute
+    /// (default 1e-5) in the element type of <paramref name="like"/>.
+    /// </summary>
+    public static (string Inv, string Normalized) Statistics(GradientContext c, string x, long[] axes, string like)
+    {
+        var centered = c.Op("Sub", [x, c.ReduceMean(x, axes, keepDims: true)]);
+        var variance = c.ReduceMean(c.Op("Mul", [centered, centered]), axes, keepDims: true);
+        var inv = c.Op("Reciprocal", [c.Op("Sqrt", [c.Op("Add", [variance, c.Scalar(c.Float("epsilon", 1e-5f), like)])])]);
+        return (inv, c.Op("Mul", [centered, inv]));
+    }
+
+    /// <summary>
     /// With x̂ = <paramref name="normalized"/> = (x − μ)·r, r = <paramref name="inv"/> (both broadcast over the
     /// normalized <paramref name="axes"/>) and ĝ = <paramref name="g"/> the upstream gradient times the scale:
     /// dX = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), means over <paramref name="axes"/>. Without centering (RMS normalization,

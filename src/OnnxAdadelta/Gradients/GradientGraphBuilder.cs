@@ -132,6 +132,12 @@ public static class GradientGraphBuilder
         var gradients = pass.Run([(loss, seed)], parameters);
         types = pass.Types;
 
+        // Models of IR version 3 list every initializer as a graph input too; one that does not train is a constant
+        // of the training graph, not a parameter the training-graph contract would expect a gradient for.
+        var chosen = parameters.ToHashSet(StringComparer.Ordinal);
+        var initialized = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var input in graph.Input.Where(i => initialized.Contains(i.Name) && !chosen.Contains(i.Name) && types.GetValueOrDefault(i.Name)?.IsFloat == true).ToList())
+            graph.Input.Remove(input);
         graph.Output.Clear();
         graph.Output.Add(TypeProtos.ValueInfo(loss, lossType?.ElementType ?? DataType.Float, []));
         graph.Output.AddRange(originalOutputs.Where(o => o.Name != loss));

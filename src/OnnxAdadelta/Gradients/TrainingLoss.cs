@@ -28,7 +28,7 @@ internal static class TrainingLoss
                 : " Name a float value of the graph with --output.";
             throw new OnnxAdadeltaException($"--output {output}: the value is {type.ElementType.ToString().ToLowerInvariant()}; a loss needs a float value.{hint}");
         }
-        if (o.Loss == LossKind.Output) return output;
+        if (o.Loss == LossKind.Output) return ToFloat32(b, output, type, GradientGraphBuilder.LossName);
 
         var target = o.Target ?? (o.Loss is LossKind.CrossEntropy or LossKind.Nll ? "labels" : "target");
         var existing = graph.Input.FirstOrDefault(i => i.Name == target);
@@ -123,6 +123,8 @@ internal static class TrainingLoss
             graph.Input.Add(info);
         }
 
+        scores = ToFloat32(b, scores, type, $"{GradientGraphBuilder.LossName}/scores_float32");
+        type = type with { ElementType = DataType.Float };
         if (o.Loss == LossKind.CrossEntropy && !logProbabilities)
         {
             var logits = axis == 1 ? scores : b.Add("Transpose", [scores], $"{GradientGraphBuilder.LossName}/classes_to_axis1", GraphBuilder.Attr("perm", MoveToAxis1(axis, rank)));
@@ -177,7 +179,8 @@ internal static class TrainingLoss
         }
         // mean(max(z, 0) - z*t + log(1 + exp(-|z|))): the stable form of -t*log(sigmoid z) - (1-t)*log(1 - sigmoid z).
         var loss = GradientGraphBuilder.LossName;
-        var t = b.Add("Cast", [target], $"{loss}/target", GraphBuilder.Attr("to", (long)type.ElementType));
+        logits = ToFloat32(b, logits, type, $"{loss}/logits_float32");
+        var t = b.Add("Cast", [target], $"{loss}/target", GraphBuilder.Attr("to", (long)DataType.Float));
         var positive = b.Add("Relu", [logits], $"{loss}/relu");
         var zt = b.Add("Mul", [logits, t], $"{loss}/zt");
         var soft = b.Add("Softplus", [b.Add("Neg", [b.Add("Abs", [logits], $"{loss}/abs")], $"{loss}/neg_abs")], $"{loss}/softplus");
@@ -188,8 +191,9 @@ internal static class TrainingLoss
     private static string MeanSquaredError(GraphProto graph, GraphBuilder b, BuildTrainingOptions o, ValueType type, string target, ValueInfoProto? existing)
     {
         AddFloatTarget(graph, b, o, type, target, existing);
-        var diff = b.Add("Sub", [o.Output, target], $"{GradientGraphBuilder.LossName}/diff");
-        return b.Add("ReduceMean", [b.Add("Mul", [diff, diff], $"{GradientGraphBuilder.LossName}/squared")], GradientGraphBuilder.LossName, GraphBuilder.Attr("keepdims", 0L));
+        var loss = GradientGraphBuilder.LossName;
+        var diff = b.Add("Sub", [ToFloat32(b, o.Output, type, $"{loss}/output_float32"), ToFloat32(b, target, type, $"{loss}/target_float32")], $"{loss}/diff");
+        return b.Add("ReduceMean", [b.Add("Mul", [diff, diff], $"{loss}/squared")], loss, GraphBuilder.Attr("keepdims", 0L));
     }
 
     /// <summary>A float target of the output's type, added as a graph input unless the model has it.</summary>
@@ -212,6 +216,13 @@ internal static class TrainingLoss
         else if (existing.Type.ElementType() != type.ElementType)
             throw new OnnxAdadeltaException($"--target {target}: the input is {existing.Type.Describe()}; '{o.Output}' is {type.ElementType.ToString().ToLowerInvariant()}.");
     }
+
+    /// <summary>
+    /// <paramref name="value"/> in float32: the training graph's loss is a float32 scalar whatever the model's float
+    /// type, so a float16, bfloat16 or float64 value is cast before the loss is computed from it.
+    /// </summary>
+    private static string ToFloat32(GraphBuilder b, string value, ValueType type, string name) =>
+        type.ElementType == DataType.Float ? value : b.Add("Cast", [value], name, GraphBuilder.Attr("to", (long)DataType.Float));
 
     private static int Normalize(int axis, int rank) => axis < 0 ? axis + rank : axis;
 

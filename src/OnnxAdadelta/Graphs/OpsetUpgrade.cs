@@ -249,8 +249,10 @@ public static class OpsetUpgrade
                         PerActivationBatchNorm(node, scope, emitted);
                         return;
                     }
+                    DropTrainingOutputs(node, scope);
                     break;
                 case "BatchNormalization":
+                    DropTrainingOutputs(node, scope);
                     break;
                 case "Scan" when from < 9:
                     throw new Refusal("Scan (the opset-8 signature with a batch axis and sequence_lens)");
@@ -431,6 +433,17 @@ public static class OpsetUpgrade
             var shape = names.UniqueName($"{y}/shape");
             Node("Shape", [x], shape, emitted);
             Node("Reshape", [normalized, shape], y, emitted);
+        }
+
+        /// <summary>
+        /// The training outputs of an old BatchNormalization (mean, var, saved_mean, saved_var; opset 14 keeps only
+        /// running_mean and running_var, and only in training mode): dropped where nothing reads them, refused otherwise.
+        /// </summary>
+        private static void DropTrainingOutputs(NodeProto node, Scope scope)
+        {
+            if (node.Output.Skip(1).Any(o => o.Length > 0 && scope.IsUsed(o)))
+                throw new Refusal("BatchNormalization (its training outputs mean, var, saved_mean or saved_var are used)");
+            while (node.Output.Count > 1) node.Output.RemoveAt(node.Output.Count - 1);
         }
 
         /// <summary>

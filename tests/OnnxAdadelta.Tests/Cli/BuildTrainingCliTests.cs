@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Training;
@@ -79,6 +80,26 @@ public class BuildTrainingCliTests : IDisposable
         Fails("--eval nowhere.npz: no such file.", "train", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--data", Data("test"), "--steps", "1", "--eval", "nowhere.npz");
         Fails("--steps 0: expected at least 1.", "train", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--data", Data("test"), "--steps", "0");
         Fails("has no array 'labels' for graph input 'labels'", "train", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--target", "labels", "--data", MissingLabels(), "--steps", "1");
+    }
+
+    [Fact]
+    public void ParameterListInputShapesAndTrainingModeFlags()
+    {
+        var training = _dir.File("mlp.training.onnx");
+        var r = CliRunner.Run("build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--freeze", "W*",
+            "--input-shape", "X=8,64", "--list-parameters", "--batchnorm", "train", "--dropout", "train", "--trainable-constants", "false", "-o", training);
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("parameters: 2 trainable (138 values), 2 left out (2 --freeze)", r.Out);
+        Assert.Matches(@"W1\s*│\s*\[64,128\]\s*│\s*no\s*│\s*--freeze", r.Out);
+        Assert.Matches(@"b2\s*│\s*\[10\]\s*│\s*yes\s*│\s*trainable", r.Out);
+        var model = ModelIO.Load(training);
+        Assert.Equal("float[8,64]", model.Graph.Input.Single(i => i.Name == "X").Type.Describe());
+        Assert.Equal(["b1", "b2"], TrainingGraph.Analyze(model).Parameters.Select(p => p.Name));
+
+        Fails("--batchnorm maybe: expected inference or train.", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--batchnorm", "maybe");
+        Fails("--dropout on: expected identity or train.", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--dropout", "on");
+        Fails("--input-shape X: dimension 1 is fixed at 64 in the model, not 32.", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--input-shape", "X=8,32");
+        Fails("--class-axis 2: out of range for 'logits' of rank 2", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--class-axis", "2");
     }
 
     private string MissingLabels()

@@ -236,6 +236,37 @@ public class LossAndParameterTests
     }
 
     [Fact]
+    public void AFloat16ModelGetsAFloat32LossAndFloat16Gradients()
+    {
+        var g = new GraphProto { Name = "half" };
+        g.Input.Add(TypeProtos.ValueInfo("x", DataType.Float16, [2, 3]));
+        g.Initializer.Add(Tensors.Create("W", new Half[] { (Half)0.5f, (Half)(-0.25f), (Half)1f, (Half)0.75f, (Half)(-1f), (Half)0.125f }, 3, 2));
+        new GraphBuilder(g).Add("MatMul", ["x", "W"], "y");
+        g.Output.Add(TypeProtos.ValueInfo("y", DataType.Float16, [2, 2]));
+        var m = new ModelProto { IrVersion = 8, Graph = g };
+        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
+        foreach (var loss in new[] { LossKind.Mse, LossKind.Bce })
+        {
+            var training = GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = loss, Output = "y" });
+            var graph = OnnxAdadelta.Optimizers.TrainingGraph.Analyze(training);
+            Assert.Equal("float[]", training.Graph.Output[0].Type.Describe());
+            Assert.Equal("float16[3,2]", training.Graph.Output.Single(o => o.Name == "W_grad").Type.Describe());
+            Assert.Equal(["W"], graph.Parameters.Select(p => p.Name));
+        }
+    }
+
+    [Fact]
+    public void InitializersListedAsInputsThatDoNotTrainStayConstants()
+    {
+        // IR version 3 models list every initializer as a graph input too.
+        var m = Classifier("");
+        foreach (var t in m.Graph.Initializer) m.Graph.Input.Add(TypeProtos.ValueInfo(t.Name, DataType.Float, [.. t.Dims]));
+        var training = GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits", ClassAxis = -1, Freeze = ["b"] });
+        Assert.DoesNotContain(training.Graph.Input, i => i.Name == "b");
+        Assert.Equal(["W"], OnnxAdadelta.Optimizers.TrainingGraph.Analyze(training).Parameters.Select(p => p.Name));
+    }
+
+    [Fact]
     public void ARankShapeInferenceDoesNotKnowComesFromARun()
     {
         // Squeeze without axes: ONNX Runtime cannot tell the rank of its output from symbolic dimensions.

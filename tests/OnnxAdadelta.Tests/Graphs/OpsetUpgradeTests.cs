@@ -317,6 +317,25 @@ public class OpsetUpgradeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void BatchNormalizationTrainingOutputsAreDroppedWhenUnreadAndRefusedWhenRead()
+    {
+        long[] param = [3];
+        var inits = new[]
+        {
+            Tensors.Create("scale", Random(param, 5), param), Tensors.Create("B", Random(param, 6), param),
+            Tensors.Create("mean", Random(param, 7), param), Tensors.Create("var", Random(param, 8).Select(v => v + 1.5f).ToArray(), param),
+        };
+        // Opset 9 inference models often keep BatchNormalization's five outputs; opset 14 allows at most three.
+        var five = OneNode(9, "BatchNormalization", [("x", [2, 3, 2, 2])], ["y"], [Float("epsilon", 1e-3f)], inits);
+        five.Graph.Node[0].Output.AddRange(["m", "v", "sm", "sv"]);
+        var upgraded = OpsetUpgrade.Apply(five);
+        Assert.Equal(["y"], upgraded.Graph.Node.Single(n => n.OpType == "BatchNormalization").Output);
+        five.Graph.Output.Add(new ValueInfoProto { Name = "m" });
+        Assert.Contains("BatchNormalization (its training outputs mean, var, saved_mean or saved_var are used) ×1",
+            Assert.Throws<OnnxAdadeltaException>(() => OpsetUpgrade.Apply(five)).Message);
+    }
+
+    [Fact]
     public void ScatterBecomesScatterElements()
     {
         var indices = Tensors.Create("indices", new long[] { 1, 0, 2, 0, 2, 1 }, 2, 3);

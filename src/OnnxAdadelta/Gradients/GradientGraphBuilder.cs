@@ -106,6 +106,7 @@ public static class GradientGraphBuilder
         Opsets.RaiseForRewrite(model);
         GraphPasses.TopologicalSort(graph);
         StaticIfFolding.Fold(model);
+        GraphPasses.HoistSubgraphInitializers(graph);
         // Training forms first: their buffer outputs join the original outputs.
         var trainingInfo = TrainingModes.Apply(model, options);
         var originalOutputs = graph.Output.Select(o => o.Clone()).ToList();

@@ -124,7 +124,7 @@ internal static class TrainingLoss
         }
 
         scores = ToFloat32(b, scores, type, $"{GradientGraphBuilder.LossName}/scores_float32");
-        type = type with { ElementType = DataType.Float };
+        if (type.ElementType is DataType.Float16 or DataType.Bfloat16) type = type with { ElementType = DataType.Float };
         if (o.Loss == LossKind.CrossEntropy && !logProbabilities)
         {
             var logits = axis == 1 ? scores : b.Add("Transpose", [scores], $"{GradientGraphBuilder.LossName}/classes_to_axis1", GraphBuilder.Attr("perm", MoveToAxis1(axis, rank)));
@@ -180,7 +180,7 @@ internal static class TrainingLoss
         // mean(max(z, 0) - z*t + log(1 + exp(-|z|))): the stable form of -t*log(sigmoid z) - (1-t)*log(1 - sigmoid z).
         var loss = GradientGraphBuilder.LossName;
         logits = ToFloat32(b, logits, type, $"{loss}/logits_float32");
-        var t = b.Add("Cast", [target], $"{loss}/target", GraphBuilder.Attr("to", (long)DataType.Float));
+        var t = b.Add("Cast", [target], $"{loss}/target", GraphBuilder.Attr("to", (long)(type.ElementType is DataType.Double ? DataType.Double : DataType.Float)));
         var positive = b.Add("Relu", [logits], $"{loss}/relu");
         var zt = b.Add("Mul", [logits, t], $"{loss}/zt");
         var soft = b.Add("Softplus", [b.Add("Neg", [b.Add("Abs", [logits], $"{loss}/abs")], $"{loss}/neg_abs")], $"{loss}/softplus");
@@ -218,11 +218,11 @@ internal static class TrainingLoss
     }
 
     /// <summary>
-    /// <paramref name="value"/> in float32: the training graph's loss is a float32 scalar whatever the model's float
-    /// type, so a float16, bfloat16 or float64 value is cast before the loss is computed from it.
+    /// <paramref name="value"/> in float32 where it is float16 or bfloat16: the step model needs a float32 loss, and a
+    /// half-precision mean would lose it, so the loss is computed from the value cast up. float32 and float64 stay.
     /// </summary>
     private static string ToFloat32(GraphBuilder b, string value, ValueType type, string name) =>
-        type.ElementType == DataType.Float ? value : b.Add("Cast", [value], name, GraphBuilder.Attr("to", (long)DataType.Float));
+        type.ElementType is DataType.Float16 or DataType.Bfloat16 ? b.Add("Cast", [value], name, GraphBuilder.Attr("to", (long)DataType.Float)) : value;
 
     private static int Normalize(int axis, int rank) => axis < 0 ? axis + rank : axis;
 

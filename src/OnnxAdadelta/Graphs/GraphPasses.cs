@@ -5,6 +5,33 @@ namespace OnnxAdadelta.Graphs;
 /// <summary>Graph clean-up passes that every rewrite ends with: dead-node removal and topological sorting.</summary>
 public static class GraphPasses
 {
+    /// <summary>
+    /// Moves the float initializers of subgraphs (If branches, Loop and Scan bodies, at any depth) into the main graph,
+    /// where they can be trained like any other weight: exporters such as torch.onnx put the weights of a layer used
+    /// only inside a branch there. ONNX names are unique across scopes, so the values keep their names; one whose name
+    /// the main graph already defines stays where it is.
+    /// </summary>
+    public static void HoistSubgraphInitializers(GraphProto graph)
+    {
+        var taken = graph.Initializer.Select(t => t.Name).Concat(graph.Input.Select(i => i.Name))
+            .Concat(graph.Node.SelectMany(n => n.Output)).ToHashSet(StringComparer.Ordinal);
+        void Visit(GraphProto g)
+        {
+            foreach (var sub in g.Node.SelectMany(n => n.Attribute).SelectMany(a => a.G is null ? a.Graphs : a.Graphs.Prepend(a.G)))
+            {
+                foreach (var t in sub.Initializer.Where(t => t.DataType is (int)TensorProto.Types.DataType.Float or (int)TensorProto.Types.DataType.Double
+                    or (int)TensorProto.Types.DataType.Float16 or (int)TensorProto.Types.DataType.Bfloat16).ToList())
+                {
+                    if (sub.Input.Any(i => i.Name == t.Name) || !taken.Add(t.Name)) continue;
+                    sub.Initializer.Remove(t);
+                    graph.Initializer.Add(t);
+                }
+                Visit(sub);
+            }
+        }
+        Visit(graph);
+    }
+
     /// <summary>The outer-scope values that a node's subgraphs (If, Loop, Scan bodies) read.</summary>
     public static IEnumerable<string> OuterScopeInputs(NodeProto node)
     {

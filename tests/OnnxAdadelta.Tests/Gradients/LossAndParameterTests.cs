@@ -267,6 +267,45 @@ public class LossAndParameterTests
     }
 
     [Fact]
+    public void AWeightStoredInsideAnIfBranchTrains()
+    {
+        // y = If(c) then x·Wt else x·We, each weight an initializer of its own branch (as torch.onnx writes them).
+        GraphProto Branch(string name, float[] w)
+        {
+            var bg = new GraphProto { Name = name };
+            bg.Initializer.Add(Tensors.Create($"{name}_W", w, 3, 1));
+            new GraphBuilder(bg).Add("MatMul", ["x", $"{name}_W"], $"{name}_y");
+            bg.Output.Add(TypeProtos.ValueInfo($"{name}_y", DataType.Float, [2, 1]));
+            return bg;
+        }
+        var g = new GraphProto { Name = "branchy" };
+        g.Input.Add(TypeProtos.ValueInfo("x", DataType.Float, [2, 3]));
+        g.Input.Add(TypeProtos.ValueInfo("c", DataType.Bool, []));
+        g.Node.Add(new NodeProto
+        {
+            OpType = "If", Name = "if", Input = { "c" }, Output = { "y" },
+            Attribute = { new AttributeProto { Name = "then_branch", Type = AttributeProto.Types.AttributeType.Graph, G = Branch("then", [1, 2, 3]) },
+                          new AttributeProto { Name = "else_branch", Type = AttributeProto.Types.AttributeType.Graph, G = Branch("else", [-1, 0.5f, 2]) } },
+        });
+        g.Output.Add(TypeProtos.ValueInfo("y", DataType.Float, [2, 1]));
+        var m = new ModelProto { IrVersion = 8, Graph = g };
+        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
+        var training = GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = LossKind.Mse, Output = "y" });
+        Assert.Equal(["then_W", "else_W"], OnnxAdadelta.Optimizers.TrainingGraph.Analyze(training).Parameters.Select(p => p.Name));
+        // With the condition true, only the then-branch weight gets a gradient: d mean((x·W - t)²)/dW = 2/n · xᵀ(x·W - t).
+        var x = new float[] { 1, 2, 3, 4, 5, 6 };
+        using var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
+        using var session = new InferenceSession(training.ToByteArray(), options);
+        using var xv = OrtValue.CreateTensorValueFromMemory(x, [2, 3]);
+        using var cv = OrtValue.CreateTensorValueFromMemory(new[] { true }, []);
+        using var tv = OrtValue.CreateTensorValueFromMemory(new float[] { 0, 0 }, [2, 1]);
+        using var results = session.Run(new RunOptions(), ["x", "c", "target"], [xv, cv, tv], ["then_W_grad", "else_W_grad"]);
+        float[] y = [1 * 1 + 2 * 2 + 3 * 3, 4 * 1 + 5 * 2 + 6 * 3];
+        Assert.Equal(Enumerable.Range(0, 3).Select(j => (x[j] * y[0] + x[3 + j] * y[1]) * 2 / 2f), results[0].GetTensorDataAsSpan<float>().ToArray());
+        Assert.Equal([0f, 0f, 0f], results[1].GetTensorDataAsSpan<float>().ToArray());
+    }
+
+    [Fact]
     public void ARankShapeInferenceDoesNotKnowComesFromARun()
     {
         // Squeeze without axes: ONNX Runtime cannot tell the rank of its output from symbolic dimensions.

@@ -221,7 +221,7 @@ internal sealed class ReversePass
     /// <summary>
     /// Reads the constants of the graph: tensors of initializers and Constant nodes, then of the enclosing graphs (an
     /// initializer that is also a graph input is only a default the caller may override, so it is not a constant), and
-    /// their int64 (and bool, as 0/1) values, and the values of shape arithmetic on static sizes.
+    /// their int64 (and bool, as 0/1) values.
     /// </summary>
     private void UpdateConstants()
     {
@@ -233,13 +233,10 @@ internal sealed class ReversePass
         var outer = _outerConstants;
         ConstantTensors = name => inits.GetValueOrDefault(name) ?? constants.GetValueOrDefault(name) ?? (overridable.Contains(name) ? null : outer(name));
         var tensors = ConstantTensors;
-        // Shape arithmetic on static sizes is as good as a constant (a trip count read from a fixed input shape).
-        var evaluated = ShapeTensors.KnownValues(graph, Types);
         Constants = name => tensors(name) switch
         {
             { DataType: (int)DataType.Int64 } t => t.ToInt64Array(),
             { DataType: (int)DataType.Bool } t => t.ToArray<bool>().Select(b => b ? 1L : 0L).ToArray(),
-            null when !overridable.Contains(name) => evaluated.GetValueOrDefault(name),
             _ => null,
         };
     }

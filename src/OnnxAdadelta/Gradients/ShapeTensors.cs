@@ -24,7 +24,10 @@ internal static class ShapeTensors
     /// </summary>
     public static Dictionary<string, Dim[]> RefinedReshapes(GraphProto graph, IReadOnlyDictionary<string, ValueType> types)
     {
-        var values = InitializerValues(graph);
+        var values = new Dictionary<string, Dim[]>(StringComparer.Ordinal);
+        foreach (var t in graph.Initializer)
+            if (t.DataType is (int)DataType.Int64 or (int)DataType.Int32 && t.Dims.Count <= 1 && t.Dims.Aggregate(1L, (a, b) => a * b) <= MaxElements)
+                values[t.Name] = (t.DataType == (int)DataType.Int64 ? t.ToInt64Array() : t.ToArray<int>().Select(v => (long)v).ToArray()).Select(v => new Dim(v, null)).ToArray();
         var refined = new Dictionary<string, Dim[]>(StringComparer.Ordinal);
         foreach (var node in graph.Node)
         {
@@ -41,29 +44,6 @@ internal static class ShapeTensors
             if (Evaluate(node, types, values) is { Length: <= MaxElements } v) values[node.Output[0]] = v;
         }
         return refined;
-    }
-
-    /// <summary>
-    /// The int64 values that shape arithmetic computes from static sizes (Shape, then Gather, Slice, Concat, Cast and
-    /// arithmetic on it), fully known when the graph is built: a Loop's trip count taken from a fixed input shape, say.
-    /// </summary>
-    public static Dictionary<string, long[]> KnownValues(GraphProto graph, IReadOnlyDictionary<string, ValueType> types)
-    {
-        var values = InitializerValues(graph);
-        foreach (var node in graph.Node)
-            if (node.Domain is "" or "ai.onnx" && node.Output.Count > 0 && Evaluate(node, types, values) is { Length: <= MaxElements } v)
-                values[node.Output[0]] = v;
-        return values.Where(p => p.Value.All(d => d.Value is not null))
-            .ToDictionary(p => p.Key, p => p.Value.Select(d => d.Value!.Value).ToArray(), StringComparer.Ordinal);
-    }
-
-    private static Dictionary<string, Dim[]> InitializerValues(GraphProto graph)
-    {
-        var values = new Dictionary<string, Dim[]>(StringComparer.Ordinal);
-        foreach (var t in graph.Initializer)
-            if (t.DataType is (int)DataType.Int64 or (int)DataType.Int32 && t.Dims.Count <= 1 && t.Dims.Aggregate(1L, (a, b) => a * b) <= MaxElements)
-                values[t.Name] = (t.DataType == (int)DataType.Int64 ? t.ToInt64Array() : t.ToArray<int>().Select(v => (long)v).ToArray()).Select(v => new Dim(v, null)).ToArray();
-        return values;
     }
 
     private static long? Attr(NodeProto n, string name) => n.Attribute.FirstOrDefault(a => a.Name == name)?.I;

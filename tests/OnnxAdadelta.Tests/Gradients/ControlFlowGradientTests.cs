@@ -152,36 +152,6 @@ public class ControlFlowGradientTests
         Assert.Equal("Gradient of node 'y/Loop' (Loop, through its decomposition): the trip count 'n' is computed at run time, so the loop cannot be unrolled; fix the model's input shapes (build-training --input-shape NAME=D0,D1,...) so that it is known when the graph is built.", e.Message);
     }
 
-    [Fact]
-    public void ALoopWhoseTripCountComesFromAStaticShapeUnrolls()
-    {
-        // tf2onnx writes recurrent layers as a Loop over Gather(Shape(x), 0): static once the input shape is fixed.
-        ModelProto Model(bool fromShape)
-        {
-            var m = new ModelProto { IrVersion = 9, Graph = Graph("g", [V("x", D, 2)], [Untyped("y", D)],
-                N("Shape", ["x"], ["shape"]), N("Gather", ["shape", "zero"], ["n_from_shape"], A.Attr("axis", 0L)),
-                N("Loop", [fromShape ? "n_from_shape" : "n_fixed", "", "x"], ["y"], G("body", Without(LoopBody(), 2)))) };
-            m.Graph.Initializer.Add(Tensors.Create("zero", [0L]));
-            m.Graph.Initializer.Add(Tensors.Create("n_fixed", [2L]));
-            m.Graph.Initializer.Add(Tensors.Create("w", [0.5, 0.25], 2));
-            m.Graph.Initializer.Add(Tensors.Create("b", [0.1, 0.2], 2));
-            m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
-            return m;
-        }
-        double[] Gradients(ModelProto m)
-        {
-            var training = GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = LossKind.Mse, Output = "y" });
-            using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(training));
-            using var x = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(new[] { 0.3, -0.7 }, [2]);
-            using var t = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(new[] { 0.1, 0.4 }, [2]);
-            using var r = session.Run(new Microsoft.ML.OnnxRuntime.RunOptions(), ["x", "target"], [x, t], ["w_grad", "b_grad"]);
-            return [.. r.SelectMany(v => v.GetTensorDataAsSpan<double>().ToArray())];
-        }
-        var fromShape = Gradients(Model(fromShape: true));
-        Assert.Equal(Gradients(Model(fromShape: false)), fromShape);
-        Assert.Contains(fromShape, g => g != 0);
-    }
-
     private static GraphProto Without(GraphProto g, int output)
     {
         var c = g.Clone();

@@ -22,7 +22,7 @@ public class ActivationCorpusTests(ITestOutputHelper output)
     /// parameter gets a finite gradient, and the first layer's bias, whose path runs through all four Selus, matches
     /// finite differences of the training graph's own loss.
     /// </summary>
-    [Fact]
+    [SharedFact]
     public void SeluCnnTrainsEveryParameter()
     {
         if (RealModel("cifar100_selu.onnx") is not { } path) return;

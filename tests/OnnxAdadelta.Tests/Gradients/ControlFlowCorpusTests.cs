@@ -24,7 +24,7 @@ public class ControlFlowCorpusTests(ITestOutputHelper output)
     /// gradients of the branch taken match finite differences of the training graph's own loss, and the other
     /// branch's parameters get zeros.
     /// </summary>
-    [Theory]
+    [SharedTheory]
     [InlineData(50f, "verifier_model.7.bias", "model.1.bias")]
     [InlineData(-4f, "model.7.bias", "verifier_model.7.bias")]
     public void WakeWordModelTrainsTheParametersOfTheTakenBranch(float forceBias, string live, string dead)

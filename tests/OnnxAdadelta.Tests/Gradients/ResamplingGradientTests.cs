@@ -187,7 +187,7 @@ public class ResamplingGradientTests
     /// float image before the uint8 Cast is made an output): with an mse loss, the gradients of every parameter, taken
     /// along one random direction v, match the central difference (L(θ + εv) − L(θ − εv)) / 2ε.
     /// </summary>
-    [Theory]
+    [SharedTheory]
     [InlineData("sedgen_unet.onnx", "output", "upconv1.weight")]
     [InlineData("bvae_decoder_resize.onnx", "28", "0.fc2.weight")]
     public void CorpusModelGradientsMatchADirectionalDifference(string file, string output, string before)

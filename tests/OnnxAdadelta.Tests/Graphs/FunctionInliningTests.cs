@@ -98,7 +98,7 @@ public class FunctionInliningTests(ITestOutputHelper output)
         Assert.Empty(training.Functions);
     }
 
-    [Fact]
+    [SharedFact]
     public void TheDynamoLeNetWithAFunctionPerLayerBuilds()
     {
         if (ControlFlowCorpusTests.RealModel(output, "lenet_dynamo_functions.onnx") is not { } path) return;

@@ -441,7 +441,7 @@ public class OpsetUpgradeTests(ITestOutputHelper output)
         return null;
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData("old_cntk_mnist_op8.onnx", LossKind.CrossEntropy, "Plus214_Output_0")]
     [InlineData("old_superres_op10.onnx", LossKind.Mse, "output")]
     public void OldCorpusModelsUpgradeWithTheSameOutputsAndBuildATrainingGraph(string file, LossKind loss, string outputName)

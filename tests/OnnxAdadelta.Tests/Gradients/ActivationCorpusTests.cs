@@ -2,21 +2,12 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Onnx;
-using Xunit.Abstractions;
 
 namespace OnnxAdadelta.Tests.Gradients;
 
 /// <summary>Real models with the activations of <c>ActivationRules</c>, from ../shared/corpus/real-models (skipped, with a message, where absent).</summary>
-public class ActivationCorpusTests(ITestOutputHelper output)
+public class ActivationCorpusTests
 {
-    private string? RealModel(string file)
-    {
-        var path = RepoPaths.Shared is { } shared ? Path.Combine(shared, "corpus", "real-models", file) : null;
-        if (path is not null && File.Exists(path)) return path;
-        output.WriteLine($"Skipped: the real-model corpus file {file} (../shared/corpus/real-models beside {RepoPaths.Root}) is absent.");
-        return null;
-    }
-
     /// <summary>
     /// cifar100_selu (torch 1.13, opset 14): four Conv + Selu layers, MaxPool, Gemm. With a cross-entropy loss every
     /// parameter gets a finite gradient, and the first layer's bias, whose path runs through all four Selus, matches
@@ -25,7 +16,7 @@ public class ActivationCorpusTests(ITestOutputHelper output)
     [SharedFact]
     public void SeluCnnTrainsEveryParameter()
     {
-        if (RealModel("cifar100_selu.onnx") is not { } path) return;
+        var path = SharedCorpus.RealModel("cifar100_selu.onnx");
         var training = GradientGraphBuilder.Build(ModelIO.Load(path), new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "output" });
         var grads = training.Graph.Output.Select(o => o.Name).Where(n => n.EndsWith("_grad", StringComparison.Ordinal)).ToArray();
         Assert.Equal(10, grads.Length);

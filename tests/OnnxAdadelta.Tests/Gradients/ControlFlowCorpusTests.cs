@@ -3,21 +3,12 @@ using Microsoft.ML.OnnxRuntime;
 using Onnx;
 using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Onnx;
-using Xunit.Abstractions;
 
 namespace OnnxAdadelta.Tests.Gradients;
 
-/// <summary>Real models with control flow from ../shared/corpus/real-models (skipped, with a message, where it is absent).</summary>
-public class ControlFlowCorpusTests(ITestOutputHelper output)
+/// <summary>Real models with control flow from ../shared/corpus/real-models (skipped, with the reason, where it is absent).</summary>
+public class ControlFlowCorpusTests
 {
-    internal static string? RealModel(ITestOutputHelper output, string file)
-    {
-        var path = RepoPaths.Shared is { } shared ? Path.Combine(shared, "corpus", "real-models", file) : null;
-        if (path is not null && File.Exists(path)) return path;
-        output.WriteLine($"Skipped: the real-model corpus file {file} (../shared/corpus/real-models beside {RepoPaths.Root}) is absent.");
-        return null;
-    }
-
     /// <summary>
     /// oww_hey_jarvis: an MLP whose sigmoid output picks, through an If, either itself or a second MLP read only inside
     /// the then branch. With the first MLP's last bias set far positive (then branch) or negative (else branch), the
@@ -29,7 +20,7 @@ public class ControlFlowCorpusTests(ITestOutputHelper output)
     [InlineData(-4f, "model.7.bias", "verifier_model.7.bias")]
     public void WakeWordModelTrainsTheParametersOfTheTakenBranch(float forceBias, string live, string dead)
     {
-        if (RealModel(output, "oww_hey_jarvis.onnx") is not { } path) return;
+        var path = SharedCorpus.RealModel("oww_hey_jarvis.onnx");
         var model = ModelIO.Load(path);
         var bias = model.Graph.Initializer.Single(t => t.Name == "model.7.bias");
         var forced = Enumerable.Repeat(forceBias, (int)bias.Dims.Aggregate(1L, (a, b) => a * b)).ToArray();

@@ -171,17 +171,6 @@ public class ResamplingGradientTests
         Check("SpaceToDepth", [Random("x", [1, 1, 3, 6], 23)], [A.Attr("blocksize", 3L)]);
     }
 
-    /// <summary>A model of the shared corpus of real exported models (shared/corpus/real-models above the test's folder).</summary>
-    private static string Corpus(string file)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var path = Path.Combine(dir.FullName, "shared", "corpus", "real-models", file);
-            if (File.Exists(path)) return path;
-        }
-        throw new FileNotFoundException($"The corpus model {file} is not in a shared/corpus/real-models folder above {AppContext.BaseDirectory}.");
-    }
-
     /// <summary>
     /// Real exported models through ConvTranspose (sedgen U-Net) and ConvTranspose + nearest Resize (bVAE decoder, whose
     /// float image before the uint8 Cast is made an output): with an mse loss, the gradients of every parameter, taken
@@ -192,7 +181,7 @@ public class ResamplingGradientTests
     [InlineData("bvae_decoder_resize.onnx", "28", "0.fc2.weight")]
     public void CorpusModelGradientsMatchADirectionalDifference(string file, string output, string before)
     {
-        var model = ModelIO.Load(Corpus(file));
+        var model = ModelIO.Load(SharedCorpus.RealModel(file));
         if (model.Graph.Output.All(o => o.Name != output))
         {
             var type = ShapeInference.Infer(model)[output];

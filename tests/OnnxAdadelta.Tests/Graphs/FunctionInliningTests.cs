@@ -5,13 +5,12 @@ using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Tests.Gradients;
-using Xunit.Abstractions;
 using DataType = Onnx.TensorProto.Types.DataType;
 using static OnnxAdadelta.Tests.Gradients.ControlFlowGradientTests;
 
 namespace OnnxAdadelta.Tests.Graphs;
 
-public class FunctionInliningTests(ITestOutputHelper output)
+public class FunctionInliningTests
 {
     private static AttributeProto Ref(string name, string refName, AttributeProto.Types.AttributeType type) =>
         new() { Name = name, RefAttrName = refName, Type = type };
@@ -101,7 +100,7 @@ public class FunctionInliningTests(ITestOutputHelper output)
     [SharedFact]
     public void TheDynamoLeNetWithAFunctionPerLayerBuilds()
     {
-        if (ControlFlowCorpusTests.RealModel(output, "lenet_dynamo_functions.onnx") is not { } path) return;
+        var path = SharedCorpus.RealModel("lenet_dynamo_functions.onnx");
         var model = ModelIO.Load(path);
         Assert.NotEmpty(model.Functions);
         var training = GradientGraphBuilder.Build(model, new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "fc3_1" });

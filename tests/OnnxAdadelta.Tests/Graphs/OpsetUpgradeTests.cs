@@ -6,7 +6,6 @@ using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Training;
-using Xunit.Abstractions;
 using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Graphs;
@@ -16,7 +15,7 @@ namespace OnnxAdadelta.Tests.Graphs;
 /// outputs on random inputs; ops that cannot be converted are listed with their counts; the old corpus models upgrade
 /// and build a training graph.
 /// </summary>
-public class OpsetUpgradeTests(ITestOutputHelper output)
+public class OpsetUpgradeTests
 {
     private static AttributeProto Ints(string name, params long[] v) => GraphBuilder.Attr(name, v);
     private static AttributeProto Int(string name, long v) => GraphBuilder.Attr(name, v);
@@ -433,20 +432,12 @@ public class OpsetUpgradeTests(ITestOutputHelper output)
         Assert.True(training.OpsetImport.Single(o => o.Domain == "").Version >= 13);
     }
 
-    private string? RealModel(string file)
-    {
-        var path = RepoPaths.Shared is { } shared ? Path.Combine(shared, "corpus", "real-models", file) : null;
-        if (path is not null && File.Exists(path)) return path;
-        output.WriteLine($"Skipped: the real-model corpus (../shared/corpus/real-models/{file} beside {RepoPaths.Root}) is absent.");
-        return null;
-    }
-
     [SharedTheory]
     [InlineData("old_cntk_mnist_op8.onnx", LossKind.CrossEntropy, "Plus214_Output_0")]
     [InlineData("old_superres_op10.onnx", LossKind.Mse, "output")]
     public void OldCorpusModelsUpgradeWithTheSameOutputsAndBuildATrainingGraph(string file, LossKind loss, string outputName)
     {
-        if (RealModel(file) is not { } path) return;
+        var path = SharedCorpus.RealModel(file);
         var old = ModelIO.Load(path);
         // Dynamic dimensions get a small size so that random inputs can be made.
         foreach (var dim in old.Graph.Input.SelectMany(i => i.Type.TensorType.Shape.Dim).Where(d => d.ValueCase != TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue))

@@ -28,6 +28,7 @@ public static class CliApp
             ExportCommand.Create(io),
             EvaluateCommand.Create(io),
             InspectCommand.Create(io),
+            GradCheckCommand.Create(io),
         };
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
     }

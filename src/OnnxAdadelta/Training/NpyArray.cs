@@ -158,7 +158,7 @@ public sealed record NpyArray(DataType ElementType, long[] Shape, byte[] Data)
         return r;
     }
 
-    private T[] ToArray<T>(DataType type) where T : unmanaged
+    internal T[] ToArray<T>(DataType type) where T : unmanaged
     {
         Expect(type);
         if (BitConverter.IsLittleEndian) return MemoryMarshal.Cast<byte, T>(Data).ToArray();

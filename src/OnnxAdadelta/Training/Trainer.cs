@@ -19,6 +19,19 @@ public sealed record TrainerOptions
 
     /// <summary>Further graph outputs to read back after each step (for example gradients, for verification).</summary>
     public IReadOnlyList<string> ExtraOutputs { get; init; } = [];
+
+    /// <summary>
+    /// Where to write ONNX Runtime's profile of the session (a Chrome-trace JSON file: one event per node run, with
+    /// its op type and duration), or null for no profiling. The file is written by <see cref="Trainer.EndProfiling"/>.
+    /// </summary>
+    public string? ProfilePath { get; init; }
+
+    /// <summary>
+    /// Changes ONNX Runtime's session options after the trainer has set its own (device, threads, profiling), for
+    /// settings it does not expose: for example <c>GraphOptimizationLevel</c>, <c>EnableMemoryPattern</c>,
+    /// <c>EnableCpuMemArena</c> or config entries such as <c>session.intra_op.allow_spinning</c>. Null keeps them.
+    /// </summary>
+    public Action<SessionOptions>? ConfigureSession { get; init; }
 }
 
 /// <summary>
@@ -50,6 +63,7 @@ public sealed class Trainer : IDisposable
     private readonly IReadOnlyDictionary<string, NodeMetadata> _inputMetadata;
     private OrtIoBinding[]? _pingPong;
     private int _parity;
+    private string? _profilePath;
 
     /// <summary>Loads <paramref name="stepModel"/> into an ONNX Runtime session.</summary>
     public Trainer(ModelProto stepModel, TrainerOptions? options = null)
@@ -66,6 +80,17 @@ public sealed class Trainer : IDisposable
                 if (threads < 1) throw new ArgumentException($"Invalid thread count: {threads} (expected at least 1).");
                 sessionOptions.IntraOpNumThreads = threads;
             }
+            if (options.ProfilePath is { } profile)
+            {
+                _profilePath = Path.GetFullPath(profile);
+                var dir = Path.GetDirectoryName(_profilePath)!;
+                if (!Directory.Exists(dir))
+                    throw new OnnxAdadeltaException($"Profile {profile}: the folder {dir} does not exist.");
+                sessionOptions.EnableProfiling = true;
+                // ONNX Runtime appends its own suffix to this prefix; in the target's folder, so the final move is a rename.
+                sessionOptions.ProfileOutputPathPrefix = Path.Combine(dir, $".{Path.GetFileName(_profilePath)}.{Environment.ProcessId}.ort-profile");
+            }
+            options.ConfigureSession?.Invoke(sessionOptions);
             _session = OrtSessions.Create(stepModel, sessionOptions, "the step model");
         }
         _deviceMemory = OrtSessions.DeviceMemory(Device);
@@ -73,6 +98,26 @@ public sealed class Trainer : IDisposable
         _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), Device == Device.Cpu)).ToArray();
         _hostOutputs = [Info.Loss, .. options.ExtraOutputs];
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
+    }
+
+    /// <summary>
+    /// Ends ONNX Runtime's profiling and writes the trace to <see cref="TrainerOptions.ProfilePath"/> (ONNX Runtime's own
+    /// file, renamed into place); returns that path, or null when the trainer does not profile or has already written it.
+    /// A trainer disposed without this call discards the trace, so a failed run leaves no profile behind.
+    /// </summary>
+    public string? EndProfiling()
+    {
+        if (_profilePath is null) return null;
+        var target = _profilePath;
+        _profilePath = null;
+        var written = Path.GetFullPath(_session.EndProfiling());
+        try { File.Move(written, target, overwrite: true); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            File.Delete(written);
+            throw new OnnxAdadeltaException($"Profile {target}: can't write it ({e.Message}).", e);
+        }
+        return target;
     }
 
     /// <summary>The step model this trainer runs (its initializers hold the state it started from).</summary>
@@ -288,6 +333,11 @@ public sealed class Trainer : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
+        if (_profilePath is not null)
+        {
+            _profilePath = null;
+            File.Delete(Path.GetFullPath(_session.EndProfiling()));
+        }
         DisposePingPong();
         foreach (var s in _slots) { s.Current.Dispose(); s.Spare?.Dispose(); }
         foreach (var v in _hostBuffers.Values) v.Dispose();

@@ -19,7 +19,7 @@ public static class TrainCommand
     public static Command Create(CliIO io)
     {
         var input = new Argument<string>("MODEL.onnx") { Description = "A training-step model or checkpoint (resumes it), a training graph (rewritten with the Adadelta flags), an ONNX Runtime training model with --checkpoint or --params (imported, then rewritten), or an inference model with --loss and --output." };
-        var data = new Option<string>("--data") { Description = "An .npz file with one array per data input, rows along axis 0.", Required = true };
+        var data = new Option<string>("--data") { Description = "The training data: an .npz (one array per data input), a .csv with a header row (NAME or NAME[i] columns), an .npy, or a folder of NAME.npy files; rows along axis 0.", Required = true };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps to run.", Required = true };
         var common = new DataFlags();
         var device = new Option<Device>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => Device.Cpu };
@@ -28,7 +28,7 @@ public static class TrainCommand
         var output = new Option<string>("-o", "--out") { Description = "Where to write the checkpoint.", Required = true };
         var threads = new Option<int?>("--threads") { Description = "ONNX Runtime intra-op threads (default: one per core)." };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "With an ONNX Runtime training model (generate_artifacts): its checkpoint, holding the parameter values." };
-        var eval = new Option<string?>("--eval") { Description = "After training, report accuracy (or MSE) of the exported model on this .npz (held-out data)." };
+        var eval = new Option<string?>("--eval") { Description = "After training, report accuracy (or MSE) of the exported model on this held-out data (any --data form)." };
         var flags = new AdadeltaFlags();
         var build = new BuildTrainingFlags(flags.Freeze);
         var command = new Command("train", "Train with Adadelta on ONNX Runtime and write a checkpoint to resume from.") { input, data, steps, device, log, profile, output, eval, threads, checkpoint };
@@ -39,7 +39,7 @@ public static class TrainCommand
         {
             var path = r.GetValue(input)!;
             if (r.GetValue(steps) < 1) throw new ArgumentException($"--steps {r.GetValue(steps)}: expected at least 1.");
-            if (r.GetValue(eval) is { } evalPath && !File.Exists(evalPath)) throw new ArgumentException($"--eval {evalPath}: no such file.");
+            if (r.GetValue(eval) is { } evalPath && !File.Exists(evalPath) && !Directory.Exists(evalPath)) throw new ArgumentException($"--eval {evalPath}: no such file or folder.");
             var model = ModelIO.Load(path);
             bool isStep = StepModelInfo.TryRead(model) is not null;
             bool isArtifact = OrtArtifactImport.IsArtifact(model);

@@ -142,28 +142,66 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public float Step(IReadOnlyDictionary<string, (byte[] Data, long[] Shape)> batch, bool stateToHost = false)
     {
+        ArgumentNullException.ThrowIfNull(batch);
+        foreach (var name in Info.DataInputs)
+        {
+            if (!batch.TryGetValue(name, out var data))
+                throw new OnnxAdadeltaException($"The batch has no value for data input '{name}'.");
+            var target = DataBuffer(name, data.Shape).GetTensorMutableRawData();
+            if (target.Length != data.Data.Length)
+                throw new OnnxAdadeltaException($"Data input '{name}': {data.Data.Length} bytes for shape [{string.Join(",", data.Shape)}], expected {target.Length}.");
+            data.Data.CopyTo(target);
+        }
+        return Run(stateToHost);
+    }
+
+    /// <summary>
+    /// Runs one training step on the given <paramref name="rows"/> of <paramref name="data"/>, in order; returns the loss.
+    /// The rows are gathered straight into the buffers bound to the session's data inputs: one copy per batch.
+    /// With <paramref name="stateToHost"/> the new state is written to CPU memory so it can be read.
+    /// </summary>
+    public float Step(Dataset data, ReadOnlySpan<long> rows, bool stateToHost = false)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        if (rows.Length == 0) throw new ArgumentException("A batch needs at least one row.", nameof(rows));
+        foreach (var name in Info.DataInputs)
+        {
+            if (!data.Arrays.ContainsKey(name))
+                throw new OnnxAdadeltaException($"{data.Source} has no array for data input '{name}'; it feeds {string.Join(", ", data.Arrays.Keys)}.");
+            var target = DataBuffer(name, data.BatchShape(name, rows.Length)).GetTensorMutableRawData();
+            long needed = (long)data.RowBytes(name) * rows.Length;
+            if (target.Length != needed)
+                throw new OnnxAdadeltaException(
+                    $"Data input '{name}' takes {target.Length} bytes for {rows.Length} rows, but {data.Source}'s array '{name}' has {needed} ({data.Arrays[name]}); its element type differs from the model's.");
+            data.Gather(name, rows, target);
+        }
+        return Run(stateToHost);
+    }
+
+    private float Run(bool stateToHost)
+    {
         bool toHost = stateToHost && Device != Device.Cpu;
         if (_pingPong is not null && !toHost)
         {
             var binding = _pingPong[_parity];
-            BindData(binding, batch);
+            BindData(binding);
             _session.RunWithBinding(_run, binding);
             foreach (var s in _slots) (s.Current, s.Spare) = (s.Spare!, s.Current);
             _parity ^= 1;
         }
         else
         {
-            StepWithFreshBinding(batch, toHost);
+            StepWithFreshBinding(toHost);
         }
         Iteration++;
         return ReadLoss();
     }
 
-    private void StepWithFreshBinding(IReadOnlyDictionary<string, (byte[] Data, long[] Shape)> batch, bool toHost)
+    private void StepWithFreshBinding(bool toHost)
     {
         DisposePingPong();
         using var binding = _session.CreateIoBinding();
-        BindData(binding, batch);
+        BindData(binding);
         foreach (var s in _slots)
         {
             binding.BindInput(s.Binding.Input, s.Current);
@@ -232,25 +270,22 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    private void BindData(OrtIoBinding binding, IReadOnlyDictionary<string, (byte[] Data, long[] Shape)> batch)
+    /// <summary>The host buffer of data input <paramref name="name"/> for a batch of <paramref name="shape"/> (reused while the shape stays).</summary>
+    private OrtValue DataBuffer(string name, long[] shape)
     {
-        foreach (var name in Info.DataInputs)
+        if (!_dataBuffers.TryGetValue(name, out var buffer) || !buffer.Shape.SequenceEqual(shape))
         {
-            if (!batch.TryGetValue(name, out var data))
-                throw new OnnxAdadeltaException($"The batch has no value for data input '{name}'.");
-            if (!_dataBuffers.TryGetValue(name, out var buffer) || !buffer.Shape.SequenceEqual(data.Shape))
-            {
-                if (buffer.Value is not null) buffer.Value.Dispose();
-                var type = _inputMetadata[name].ElementDataType;
-                buffer = (data.Shape, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, data.Shape));
-                _dataBuffers[name] = buffer;
-            }
-            var target = buffer.Value.GetTensorMutableRawData();
-            if (target.Length != data.Data.Length)
-                throw new OnnxAdadeltaException($"Data input '{name}': {data.Data.Length} bytes for shape [{string.Join(",", data.Shape)}], expected {target.Length}.");
-            data.Data.CopyTo(target);
-            binding.BindInput(name, buffer.Value);
+            buffer.Value?.Dispose();
+            var type = _inputMetadata[name].ElementDataType;
+            buffer = ((long[])shape.Clone(), OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, shape));
+            _dataBuffers[name] = buffer;
         }
+        return buffer.Value;
+    }
+
+    private void BindData(OrtIoBinding binding)
+    {
+        foreach (var name in Info.DataInputs) binding.BindInput(name, _dataBuffers[name].Value);
     }
 
     private float ReadLoss()

@@ -74,7 +74,7 @@ public class ProfileTests
         OnnxAdadelta.Onnx.ModelIO.Save(TestData.TrainingGraph(), training);
         var batch = TestData.Batch(5, 32);
         var data = dir.File("data.npz");
-        Npz.Write(data, new Dictionary<string, NpyArray>
+        Npz.Write(data, new Dictionary<string, DataArray>
         {
             ["X"] = new(global::Onnx.TensorProto.Types.DataType.Float, batch["X"].Shape, batch["X"].Data),
             ["labels"] = new(global::Onnx.TensorProto.Types.DataType.Int64, batch["labels"].Shape, batch["labels"].Data),

@@ -51,11 +51,17 @@ if (wholeStep || stepCase is not null)
         Blocks: Take("--blocks") is { } b ? int.Parse(b, System.Globalization.CultureInfo.InvariantCulture) : 5,
         ProfileFolder: Take("--profiles"));
     var cases = Take("--cases")?.Split(',') ?? StepCase.All.Select(c => c.Name).ToArray();
+    var plotPath = Take("--plot");
     if (rest.Count > 0) throw new ArgumentException($"Unknown arguments: {string.Join(" ", rest)}");
     if (stepCase is not null) return WholeStep.RunCase(stepCase, settings, Console.Out);
     var results = WholeStep.RunAll(cases, settings, Console.Out);
     Console.WriteLine();
     Console.WriteLine(WholeStepReport.Markdown(results, settings));
+    if (plotPath is not null)
+    {
+        WholeStepPlot.Save(results, plotPath);
+        Console.WriteLine($"wrote {plotPath}");
+    }
     return 0;
 }
 

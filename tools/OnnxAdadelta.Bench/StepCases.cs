@@ -83,7 +83,7 @@ public sealed record StepCase(string Name, string Description, int BatchSize, Fu
         var labels = new long[rows];
         for (int i = 0; i < rows; i++) labels[i] = (long)(rng.NextDouble() * classes);
         var path = Path.Combine(Path.GetTempPath(), $"onnx-adadelta-bench-{features}x{classes}-{rows}-{Environment.ProcessId}.npz");
-        Npz.Write(path, new Dictionary<string, NpyArray> { ["X"] = NpyArray.FromFloat(x, rows, features), ["labels"] = NpyArray.FromInt64(labels, rows) });
+        Npz.Write(path, new Dictionary<string, DataArray> { ["X"] = DataArray.FromFloat(x, rows, features), ["labels"] = DataArray.FromInt64(labels, rows) });
         return path;
     }
 }

@@ -86,4 +86,23 @@ public class ProfileTests
         Assert.Contains("of the kernel time", r.Out);
         Assert.Equal(4, OrtProfile.Read(trace).Runs);
     }
+
+    [Fact]
+    public void TheReadmesProfileCommandWritesATrace()
+    {
+        var readme = File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md"));
+        var line = readme.Split('\n').Single(l => l.StartsWith("dotnet run -c Release --project tools/OnnxAdadelta.Cli -- train ", StringComparison.Ordinal) && l.Contains("--profile"));
+        var args = System.Text.RegularExpressions.Regex.Split(line[(line.IndexOf(" -- ", StringComparison.Ordinal) + 4)..].Trim(), @"\s+");
+        using var dir = new TestData.TempDir();
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (args[i].StartsWith("models/", StringComparison.Ordinal)) args[i] = Path.Combine(RepoPaths.Root, args[i]);
+            else if (i > 0 && args[i - 1] is "--profile" or "-o") args[i] = dir.File(args[i]);
+        }
+        var r = CliRunner.Run(args);
+        Assert.True(r.ExitCode == 0, r.Err);
+        var trace = args[Array.IndexOf(args, "--profile") + 1];
+        Assert.Contains($"profile: wrote {trace}", r.Out);
+        Assert.True(OrtProfile.Read(trace).Runs > 0);
+    }
 }

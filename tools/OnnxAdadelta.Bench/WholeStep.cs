@@ -129,10 +129,10 @@ public static class WholeStep
         return 0;
     }
 
-    private static HashSet<string> StepModelParameters(global::Onnx.ModelProto step) =>
+    private static HashSet<string> StepModelParameters(OnnxAdadelta.Onnx.Proto.ModelProto step) =>
         Optimizers.StepModelInfo.Read(step, "the step model").Parameters.ToHashSet(StringComparer.Ordinal);
 
-    private static string StepOptimizerName(this global::Onnx.ModelProto step) => Optimizers.StepModelInfo.Read(step, "the step model").Optimizer.Name;
+    private static string StepOptimizerName(this OnnxAdadelta.Onnx.Proto.ModelProto step) => Optimizers.StepModelInfo.Read(step, "the step model").Optimizer.Name;
 
     private static void Run(Trainer trainer, Dataset data, int batchSize, int steps) =>
         TrainingRun.Run(trainer, data, new TrainingRunOptions { Steps = steps, BatchSize = batchSize, Shuffle = true, Seed = 1 });

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Tests.Cli;
 using OnnxAdadelta.Training;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Training;
 

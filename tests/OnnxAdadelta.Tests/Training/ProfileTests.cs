@@ -76,8 +76,8 @@ public class ProfileTests
         var data = dir.File("data.npz");
         Npz.Write(data, new Dictionary<string, DataArray>
         {
-            ["X"] = new(global::Onnx.TensorProto.Types.DataType.Float, batch["X"].Shape, batch["X"].Data),
-            ["labels"] = new(global::Onnx.TensorProto.Types.DataType.Int64, batch["labels"].Shape, batch["labels"].Data),
+            ["X"] = new(OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType.Float, batch["X"].Shape, batch["X"].Data),
+            ["labels"] = new(OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType.Int64, batch["labels"].Shape, batch["labels"].Data),
         });
         var trace = dir.File("trace.json");
         var r = CliRunner.Run("train", training, "--data", data, "--steps", "4", "--batch-size", "8", "--profile", trace, "-o", dir.File("ckpt.onnx"));

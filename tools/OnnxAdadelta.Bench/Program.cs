@@ -29,6 +29,41 @@ using OnnxAdadelta.Bench;
 var rest = args.ToList();
 bool check = rest.Remove("--check");
 bool quick = rest.Remove("--quick");
+bool wholeStep = rest.Remove("--whole-step");
+string? Take(string flag)
+{
+    int i = rest.IndexOf(flag);
+    if (i < 0) return null;
+    if (i + 1 >= rest.Count) throw new ArgumentException($"{flag} needs a value.");
+    var v = rest[i + 1];
+    rest.RemoveRange(i, 2);
+    return v;
+}
+var stepCase = Take("--step-case");
+if (wholeStep || stepCase is not null)
+{
+    var ort = new List<string>();
+    while (Take("--ort") is { } o) ort.Add(o);
+    var settings = new WholeStep.Settings(
+        Update: Take("--update") ?? "graph",
+        Threads: Take("--threads") is { } t ? int.Parse(t, System.Globalization.CultureInfo.InvariantCulture) : null,
+        Ort: ort,
+        Blocks: Take("--blocks") is { } b ? int.Parse(b, System.Globalization.CultureInfo.InvariantCulture) : 5,
+        ProfileFolder: Take("--profiles"));
+    var cases = Take("--cases")?.Split(',') ?? StepCase.All.Select(c => c.Name).ToArray();
+    var plotPath = Take("--plot");
+    if (rest.Count > 0) throw new ArgumentException($"Unknown arguments: {string.Join(" ", rest)}");
+    if (stepCase is not null) return WholeStep.RunCase(stepCase, settings, Console.Out);
+    var results = WholeStep.RunAll(cases, settings, Console.Out);
+    Console.WriteLine();
+    Console.WriteLine(WholeStepReport.Markdown(results, settings));
+    if (plotPath is not null)
+    {
+        WholeStepPlot.Save(results, plotPath);
+        Console.WriteLine($"wrote {plotPath}");
+    }
+    return 0;
+}
 
 if (check)
 {

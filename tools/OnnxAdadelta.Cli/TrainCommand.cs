@@ -20,18 +20,19 @@ public static class TrainCommand
     public static Command Create(CliIO io)
     {
         var input = new Argument<string>("MODEL.onnx") { Description = "A training-step model or checkpoint (resumes it), a training graph (rewritten with the Adadelta flags), an ONNX Runtime training model with --checkpoint or --params (imported, then rewritten), or an inference model with --loss and --output." };
-        var data = new Option<string>("--data") { Description = "An .npz file with one array per data input, rows along axis 0.", Required = true };
+        var data = new Option<string>("--data") { Description = "The training data: an .npz (one array per data input), a .csv with a header row (NAME or NAME[i] columns), an .npy, or a folder of NAME.npy files; rows along axis 0.", Required = true };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps to run.", Required = true };
         var common = new DataFlags();
         var device = new Option<Device>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => Device.Cpu };
         var log = new Option<string?>("--log") { Description = "Write one CSV row per step: step, loss, learning rate, elapsed seconds." };
+        var profile = new Option<string?>("--profile") { Description = "Write ONNX Runtime's profile of the training steps to this file (Chrome-trace JSON: open in chrome://tracing or ui.perfetto.dev)." };
         var output = new Option<string>("-o", "--out") { Description = "Where to write the checkpoint.", Required = true };
         var threads = new Option<int?>("--threads") { Description = "ONNX Runtime intra-op threads (default: one per core)." };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "With an ONNX Runtime training model (generate_artifacts): its checkpoint, holding the parameter values." };
-        var eval = new Option<string?>("--eval") { Description = "After training, report accuracy (or MSE) of the exported model on this .npz (held-out data)." };
+        var eval = new Option<string?>("--eval") { Description = "After training, report accuracy (or MSE) of the exported model on this held-out data (any --data form)." };
         var flags = new AdadeltaFlags();
         var build = new BuildTrainingFlags(flags.Freeze);
-        var command = new Command("train", "Train with Adadelta on ONNX Runtime and write a checkpoint to resume from.") { input, data, steps, device, log, output, eval, threads, checkpoint };
+        var command = new Command("train", "Train with Adadelta on ONNX Runtime and write a checkpoint to resume from.") { input, data, steps, device, log, profile, output, eval, threads, checkpoint };
         common.AddTo(command);
         flags.AddTo(command);
         build.AddTo(command);
@@ -39,7 +40,7 @@ public static class TrainCommand
         {
             var path = r.GetValue(input)!;
             if (r.GetValue(steps) < 1) throw new ArgumentException($"--steps {r.GetValue(steps)}: expected at least 1.");
-            if (r.GetValue(eval) is { } evalPath && !File.Exists(evalPath)) throw new ArgumentException($"--eval {evalPath}: no such file.");
+            if (r.GetValue(eval) is { } evalPath && !File.Exists(evalPath) && !Directory.Exists(evalPath)) throw new ArgumentException($"--eval {evalPath}: no such file or folder.");
             var model = ModelIO.Load(path);
             bool isStep = StepModelInfo.TryRead(model) is not null;
             bool isArtifact = OrtArtifactImport.IsArtifact(model);
@@ -64,7 +65,7 @@ public static class TrainCommand
 
             var dataset = Dataset.Open(r.GetValue(data)!, TrainingRun.InputSpecs(model));
             var run = common.RunOptions(r, r.GetValue(steps));
-            using var trainer = new Trainer(model, new TrainerOptions { Device = r.GetValue(device), Threads = r.GetValue(threads) });
+            using var trainer = new Trainer(model, new TrainerOptions { Device = r.GetValue(device), Threads = r.GetValue(threads), ProfilePath = r.GetValue(profile) });
             var stepLog = r.GetValue(log) is null ? null : new StepLog();
             var progress = new ProgressPrinter(io, run.Steps);
             progress.Run(report => TrainingRun.Run(trainer, dataset, run, s => { stepLog?.Add(s); report(s); }, cancel));
@@ -73,11 +74,20 @@ public static class TrainCommand
             ModelIO.Save(trained, r.GetValue(output)!);
             if (r.GetValue(log) is { } logPath) stepLog!.Save(logPath);
             io.Out.WriteLine(progress.Summary(r.GetValue(output)!, trainer.Iteration));
+            if (trainer.EndProfiling() is { } profilePath) io.Out.WriteLine(DescribeProfile(profilePath, trainer.Info.Optimizer.Name));
             if (r.GetValue(eval) is { } held)
                 io.Out.WriteLine("held-out " + EvaluateCommand.Describe(Evaluation.Run(trained, held, evalTarget!)));
             return 0;
         })));
         return command;
+    }
+
+    /// <summary>One line on a written profile: steps, and the update's share of the kernel time.</summary>
+    private static string DescribeProfile(string path, string optimizerName)
+    {
+        var p = OrtProfile.Read(path);
+        double share = p.NodeMicroseconds > 0 ? (double)p.MicrosecondsUnder(optimizerName + "/") / p.NodeMicroseconds : 0;
+        return $"profile: wrote {path} ({p.Runs} steps, {p.Nodes.Count} nodes; the update ('{optimizerName}/' nodes) took {share:P1} of the kernel time)";
     }
 
     /// <summary>The data input that only the loss reads (the labels), for --eval.</summary>

@@ -30,7 +30,7 @@ public static class Npy
     internal const int MaxHeaderBytes = 1 << 20;
 
     /// <summary>Reads an .npy file.</summary>
-    public static NpyArray Read(string path)
+    public static DataArray Read(string path)
     {
         if (!File.Exists(path)) throw new OnnxAdadeltaException($"{path}: no such file.");
         using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
@@ -41,7 +41,7 @@ public static class Npy
     /// Reads one array from <paramref name="stream"/>, which is left just past its data.
     /// <paramref name="source"/> names the stream in error messages (a file, or a file and an array).
     /// </summary>
-    public static NpyArray Read(Stream stream, string? source = null)
+    public static DataArray Read(Stream stream, string? source = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
         source ??= "stream";
@@ -80,20 +80,20 @@ public static class Npy
             foreach (var d in shape) count = checked(count * d);
             byteCount = checked(count * size);
         }
-        catch (OverflowException) { throw new OnnxAdadeltaException($"{source}: shape {NpyArray.FormatShape(shape)} is too large."); }
+        catch (OverflowException) { throw new OnnxAdadeltaException($"{source}: shape {DataArray.FormatShape(shape)} is too large."); }
         if (byteCount > Array.MaxLength)
             throw new OnnxAdadeltaException(
-                $"{source}: a {NpyDTypes.Name(type)} array of shape {NpyArray.FormatShape(shape)} is {byteCount} bytes; one array is limited to {Array.MaxLength} bytes.");
+                $"{source}: a {NpyDTypes.Name(type)} array of shape {DataArray.FormatShape(shape)} is {byteCount} bytes; one array is limited to {Array.MaxLength} bytes.");
         var data = new byte[byteCount];
         int read = ReadFully(stream, data);
         if (read < data.Length)
             throw new OnnxAdadeltaException(
-                $"{source}: truncated: the header promises a {NpyDTypes.Name(type)} array of shape {NpyArray.FormatShape(shape)} ({data.Length} bytes of data), found {read}.");
-        if (bigEndian) NpyArray.SwapBytes(data, size);
+                $"{source}: truncated: the header promises a {NpyDTypes.Name(type)} array of shape {DataArray.FormatShape(shape)} ({data.Length} bytes of data), found {read}.");
+        if (bigEndian) DataArray.SwapBytes(data, size);
         if (type == DataType.Bool)
             for (int i = 0; i < data.Length; i++)
                 if (data[i] > 1) data[i] = 1;
-        return new NpyArray(type, shape, data);
+        return new DataArray(type, shape, data);
     }
 
     private static string DecodeUtf8(byte[] bytes, string source)
@@ -150,14 +150,14 @@ public static class Npy
     }
 
     /// <summary>Writes <paramref name="array"/> to an .npy file, atomically.</summary>
-    public static void Write(string path, NpyArray array)
+    public static void Write(string path, DataArray array)
     {
         ArgumentNullException.ThrowIfNull(array);
         AtomicFile.Write(path, s => Write(s, array));
     }
 
     /// <summary>Writes <paramref name="array"/> in .npy format at the current position of <paramref name="stream"/>.</summary>
-    public static void Write(Stream stream, NpyArray array)
+    public static void Write(Stream stream, DataArray array)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(array);
@@ -169,13 +169,13 @@ public static class Npy
         else
         {
             var copy = (byte[])array.Data.Clone();
-            NpyArray.SwapBytes(copy, array.ElementSize);
+            DataArray.SwapBytes(copy, array.ElementSize);
             stream.Write(copy);
         }
     }
 
     /// <summary>The magic, version, length and padded header that precede the data of <paramref name="array"/>.</summary>
-    internal static byte[] Header(NpyArray array)
+    internal static byte[] Header(DataArray array)
     {
         var shape = array.Shape.Length == 1
             ? $"({array.Shape[0].ToString(CultureInfo.InvariantCulture)},)"

@@ -20,6 +20,19 @@ public sealed record TrainerOptions
 
     /// <summary>Further graph outputs to read back after each step (for example gradients, for verification).</summary>
     public IReadOnlyList<string> ExtraOutputs { get; init; } = [];
+
+    /// <summary>
+    /// Where to write ONNX Runtime's profile of the session (a Chrome-trace JSON file: one event per node run, with
+    /// its op type and duration), or null for no profiling. The file is written by <see cref="Trainer.EndProfiling"/>.
+    /// </summary>
+    public string? ProfilePath { get; init; }
+
+    /// <summary>
+    /// Changes ONNX Runtime's session options after the trainer has set its own (device, threads, profiling), for
+    /// settings it does not expose: for example <c>GraphOptimizationLevel</c>, <c>EnableMemoryPattern</c>,
+    /// <c>EnableCpuMemArena</c> or config entries such as <c>session.intra_op.allow_spinning</c>. Null keeps them.
+    /// </summary>
+    public Action<SessionOptions>? ConfigureSession { get; init; }
 }
 
 /// <summary>
@@ -51,6 +64,7 @@ public sealed class Trainer : IDisposable
     private readonly IReadOnlyDictionary<string, NodeMetadata> _inputMetadata;
     private OrtIoBinding[]? _pingPong;
     private int _parity;
+    private string? _profilePath;
 
     /// <summary>Loads <paramref name="stepModel"/> into an ONNX Runtime session.</summary>
     public Trainer(ModelProto stepModel, TrainerOptions? options = null)
@@ -67,6 +81,17 @@ public sealed class Trainer : IDisposable
                 if (threads < 1) throw new ArgumentException($"Invalid thread count: {threads} (expected at least 1).");
                 sessionOptions.IntraOpNumThreads = threads;
             }
+            if (options.ProfilePath is { } profile)
+            {
+                _profilePath = Path.GetFullPath(profile);
+                var dir = Path.GetDirectoryName(_profilePath)!;
+                if (!Directory.Exists(dir))
+                    throw new OnnxAdadeltaException($"Profile {profile}: the folder {dir} does not exist.");
+                sessionOptions.EnableProfiling = true;
+                // ONNX Runtime appends its own suffix to this prefix; in the target's folder, so the final move is a rename.
+                sessionOptions.ProfileOutputPathPrefix = Path.Combine(dir, $".{Path.GetFileName(_profilePath)}.{Environment.ProcessId}.ort-profile");
+            }
+            options.ConfigureSession?.Invoke(sessionOptions);
             _session = OrtSessions.Create(stepModel, sessionOptions, "the step model");
         }
         _deviceMemory = OrtSessions.DeviceMemory(Device);
@@ -74,6 +99,26 @@ public sealed class Trainer : IDisposable
         _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), Device == Device.Cpu)).ToArray();
         _hostOutputs = [Info.Loss, .. options.ExtraOutputs];
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
+    }
+
+    /// <summary>
+    /// Ends ONNX Runtime's profiling and writes the trace to <see cref="TrainerOptions.ProfilePath"/> (ONNX Runtime's own
+    /// file, renamed into place); returns that path, or null when the trainer does not profile or has already written it.
+    /// A trainer disposed without this call discards the trace, so a failed run leaves no profile behind.
+    /// </summary>
+    public string? EndProfiling()
+    {
+        if (_profilePath is null) return null;
+        var target = _profilePath;
+        _profilePath = null;
+        var written = Path.GetFullPath(_session.EndProfiling());
+        try { File.Move(written, target, overwrite: true); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            File.Delete(written);
+            throw new OnnxAdadeltaException($"Profile {target}: can't write it ({e.Message}).", e);
+        }
+        return target;
     }
 
     /// <summary>The step model this trainer runs (its initializers hold the state it started from).</summary>
@@ -98,28 +143,66 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public float Step(IReadOnlyDictionary<string, (byte[] Data, long[] Shape)> batch, bool stateToHost = false)
     {
+        ArgumentNullException.ThrowIfNull(batch);
+        foreach (var name in Info.DataInputs)
+        {
+            if (!batch.TryGetValue(name, out var data))
+                throw new OnnxAdadeltaException($"The batch has no value for data input '{name}'.");
+            var target = DataBuffer(name, data.Shape).GetTensorMutableRawData();
+            if (target.Length != data.Data.Length)
+                throw new OnnxAdadeltaException($"Data input '{name}': {data.Data.Length} bytes for shape [{string.Join(",", data.Shape)}], expected {target.Length}.");
+            data.Data.CopyTo(target);
+        }
+        return Run(stateToHost);
+    }
+
+    /// <summary>
+    /// Runs one training step on the given <paramref name="rows"/> of <paramref name="data"/>, in order; returns the loss.
+    /// The rows are gathered straight into the buffers bound to the session's data inputs: one copy per batch.
+    /// With <paramref name="stateToHost"/> the new state is written to CPU memory so it can be read.
+    /// </summary>
+    public float Step(Dataset data, ReadOnlySpan<long> rows, bool stateToHost = false)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        if (rows.Length == 0) throw new ArgumentException("A batch needs at least one row.", nameof(rows));
+        foreach (var name in Info.DataInputs)
+        {
+            if (!data.Arrays.ContainsKey(name))
+                throw new OnnxAdadeltaException($"{data.Source} has no array for data input '{name}'; it feeds {string.Join(", ", data.Arrays.Keys)}.");
+            var target = DataBuffer(name, data.BatchShape(name, rows.Length)).GetTensorMutableRawData();
+            long needed = (long)data.RowBytes(name) * rows.Length;
+            if (target.Length != needed)
+                throw new OnnxAdadeltaException(
+                    $"Data input '{name}' takes {target.Length} bytes for {rows.Length} rows, but {data.Source}'s array '{name}' has {needed} ({data.Arrays[name]}); its element type differs from the model's.");
+            data.Gather(name, rows, target);
+        }
+        return Run(stateToHost);
+    }
+
+    private float Run(bool stateToHost)
+    {
         bool toHost = stateToHost && Device != Device.Cpu;
         if (_pingPong is not null && !toHost)
         {
             var binding = _pingPong[_parity];
-            BindData(binding, batch);
+            BindData(binding);
             _session.RunWithBinding(_run, binding);
             foreach (var s in _slots) (s.Current, s.Spare) = (s.Spare!, s.Current);
             _parity ^= 1;
         }
         else
         {
-            StepWithFreshBinding(batch, toHost);
+            StepWithFreshBinding(toHost);
         }
         Iteration++;
         return ReadLoss();
     }
 
-    private void StepWithFreshBinding(IReadOnlyDictionary<string, (byte[] Data, long[] Shape)> batch, bool toHost)
+    private void StepWithFreshBinding(bool toHost)
     {
         DisposePingPong();
         using var binding = _session.CreateIoBinding();
-        BindData(binding, batch);
+        BindData(binding);
         foreach (var s in _slots)
         {
             binding.BindInput(s.Binding.Input, s.Current);
@@ -188,25 +271,22 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    private void BindData(OrtIoBinding binding, IReadOnlyDictionary<string, (byte[] Data, long[] Shape)> batch)
+    /// <summary>The host buffer of data input <paramref name="name"/> for a batch of <paramref name="shape"/> (reused while the shape stays).</summary>
+    private OrtValue DataBuffer(string name, long[] shape)
     {
-        foreach (var name in Info.DataInputs)
+        if (!_dataBuffers.TryGetValue(name, out var buffer) || !buffer.Shape.SequenceEqual(shape))
         {
-            if (!batch.TryGetValue(name, out var data))
-                throw new OnnxAdadeltaException($"The batch has no value for data input '{name}'.");
-            if (!_dataBuffers.TryGetValue(name, out var buffer) || !buffer.Shape.SequenceEqual(data.Shape))
-            {
-                if (buffer.Value is not null) buffer.Value.Dispose();
-                var type = _inputMetadata[name].ElementDataType;
-                buffer = (data.Shape, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, data.Shape));
-                _dataBuffers[name] = buffer;
-            }
-            var target = buffer.Value.GetTensorMutableRawData();
-            if (target.Length != data.Data.Length)
-                throw new OnnxAdadeltaException($"Data input '{name}': {data.Data.Length} bytes for shape [{string.Join(",", data.Shape)}], expected {target.Length}.");
-            data.Data.CopyTo(target);
-            binding.BindInput(name, buffer.Value);
+            buffer.Value?.Dispose();
+            var type = _inputMetadata[name].ElementDataType;
+            buffer = ((long[])shape.Clone(), OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, shape));
+            _dataBuffers[name] = buffer;
         }
+        return buffer.Value;
+    }
+
+    private void BindData(OrtIoBinding binding)
+    {
+        foreach (var name in Info.DataInputs) binding.BindInput(name, _dataBuffers[name].Value);
     }
 
     private float ReadLoss()
@@ -289,6 +369,11 @@ public sealed class Trainer : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
+        if (_profilePath is not null)
+        {
+            _profilePath = null;
+            File.Delete(Path.GetFullPath(_session.EndProfiling()));
+        }
         DisposePingPong();
         foreach (var s in _slots) { s.Current.Dispose(); s.Spare?.Dispose(); }
         foreach (var v in _hostBuffers.Values) v.Dispose();

@@ -53,7 +53,8 @@ public static class TrainingRun
     /// <summary>
     /// Runs <see cref="TrainingRunOptions.Steps"/> steps. Batches follow the optimizer's iteration counter, so a run
     /// resumed from a checkpoint sees the batches an uninterrupted run would have. The last step leaves the state in
-    /// host memory, so the trainer can write a checkpoint. Stops early, after a whole step, when cancelled.
+    /// host memory, so the trainer can write a checkpoint. Stops early, after a whole step, when cancelled. Each batch
+    /// is gathered from the dataset straight into the trainer's input buffers (one copy).
     /// </summary>
     public static void Run(Trainer trainer, Dataset data, TrainingRunOptions options, Action<StepReport>? onStep = null, CancellationToken cancel = default)
     {
@@ -65,7 +66,7 @@ public static class TrainingRun
         {
             bool last = step == options.Steps || cancel.IsCancellationRequested;
             var iteration = trainer.Iteration;
-            var loss = trainer.Step(BatchAt(data, plan, trainer.Info.DataInputs, iteration), stateToHost: last);
+            var loss = trainer.Step(data, plan.RowsForStep(iteration), stateToHost: last);
             onStep?.Invoke(new StepReport(trainer.Iteration, step, options.Steps, loss, optimizer.LearningRateAt(iteration), clock.Elapsed.TotalSeconds));
             if (last) break;
         }

@@ -20,10 +20,10 @@ public class CliTests : IDisposable
     }
 
     /// <summary>An npz with learnable rows for the test graph (64 rows unless told).</summary>
-    private string Data(int rows = 64, string name = "data.npz", Action<Dictionary<string, NpyArray>>? edit = null)
+    private string Data(int rows = 64, string name = "data.npz", Action<Dictionary<string, DataArray>>? edit = null)
     {
         var batch = TestData.Batch(5, rows);
-        var arrays = new Dictionary<string, NpyArray>
+        var arrays = new Dictionary<string, DataArray>
         {
             ["X"] = new(TensorProto.Types.DataType.Float, batch["X"].Shape, batch["X"].Data),
             ["labels"] = new(TensorProto.Types.DataType.Int64, batch["labels"].Shape, batch["labels"].Data),
@@ -183,7 +183,7 @@ public class CliTests : IDisposable
     [Fact]
     public void AnNpzWithTheWrongDtype()
     {
-        var data = Data(edit: a => a["labels"] = NpyArray.FromInt32(new int[64], 64));
+        var data = Data(edit: a => a["labels"] = DataArray.FromInt32(new int[64], 64));
         var output = _dir.File("ckpt.onnx");
         AssertOneLineError(CliRunner.Run("train", TrainingGraph(), "--data", data, "--steps", "2", "-o", output), "labels", output);
     }
@@ -191,7 +191,7 @@ public class CliTests : IDisposable
     [Fact]
     public void AnNpzWithTheWrongRank()
     {
-        var data = Data(edit: a => a["X"] = NpyArray.FromFloat(new float[64 * TestData.Features], 64, TestData.Features, 1));
+        var data = Data(edit: a => a["X"] = DataArray.FromFloat(new float[64 * TestData.Features], 64, TestData.Features, 1));
         var output = _dir.File("ckpt.onnx");
         AssertOneLineError(CliRunner.Run("train", TrainingGraph(), "--data", data, "--steps", "2", "-o", output), "'X'", output);
     }

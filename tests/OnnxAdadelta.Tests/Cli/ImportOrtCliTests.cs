@@ -38,7 +38,7 @@ public class ImportOrtCliTests : IDisposable
     private string Data()
     {
         var path = _dir.File("data.npz");
-        Npz.Write(path, Raw(LinearBatch(rows: 32)).ToDictionary(b => b.Key, b => new NpyArray(DataType.Float, b.Value.Shape, b.Value.Data)));
+        Npz.Write(path, Raw(LinearBatch(rows: 32)).ToDictionary(b => b.Key, b => new DataArray(DataType.Float, b.Value.Shape, b.Value.Data)));
         return path;
     }
 

@@ -123,7 +123,7 @@ public class OrtCorpusTests(ITestOutputHelper output) : IDisposable
         if (Corpus(output) is not { } dir) return;
         var batch = RegressionBatch(41, 10, 2, rows: 64);
         var data = _dir.File("data.npz");
-        Npz.Write(data, Raw(batch).ToDictionary(b => b.Key, b => new NpyArray(DataType.Float, b.Value.Shape, b.Value.Data)));
+        Npz.Write(data, Raw(batch).ToDictionary(b => b.Key, b => new DataArray(DataType.Float, b.Value.Shape, b.Value.Data)));
 
         var imported = _dir.File("training.onnx");
         var r = CliRunner.Run("import-ort", Path.Combine(dir, Lora), "--checkpoint", Path.Combine(dir, LoraCheckpoint), "-o", imported);

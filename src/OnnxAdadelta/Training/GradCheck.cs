@@ -100,7 +100,7 @@ public static class GradCheck
 
     /// <summary>Runs the check of <paramref name="inference"/> on the first rows of <paramref name="data"/>.</summary>
     /// <exception cref="OnnxAdadeltaException">Bad options, missing data, or a model the autodiff refuses.</exception>
-    public static GradCheckReport Run(ModelProto inference, GradCheckOptions options, IReadOnlyDictionary<string, NpyArray> data)
+    public static GradCheckReport Run(ModelProto inference, GradCheckOptions options, IReadOnlyDictionary<string, DataArray> data)
     {
         ArgumentNullException.ThrowIfNull(inference);
         ArgumentNullException.ThrowIfNull(options);
@@ -221,19 +221,19 @@ public static class GradCheck
 
     private static double[] MixedPrecisionValues(TensorProto t) => t.ToDoubles();
 
-    private static NpyArray Array(IReadOnlyDictionary<string, NpyArray> data, string name) =>
+    private static DataArray Array(IReadOnlyDictionary<string, DataArray> data, string name) =>
         data.TryGetValue(name, out var a) ? a
             : throw new OnnxAdadeltaException($"The data has no array '{name}' (it has {string.Join(", ", data.Keys)}); gradcheck needs every data input of the training graph and the loss target.");
 
-    private static NpyArray FirstRows(NpyArray a, string name, int rows)
+    private static DataArray FirstRows(DataArray a, string name, int rows)
     {
         if (a.Shape.Length == 0) throw new OnnxAdadeltaException($"Array '{name}' is a scalar; rows are taken along its first axis.");
         long rowBytes = a.Data.Length / Math.Max(a.Shape[0], 1);
-        return new NpyArray(a.ElementType, [rows, .. a.Shape.Skip(1)], a.Data.AsSpan(0, (int)(rowBytes * rows)).ToArray());
+        return new DataArray(a.ElementType, [rows, .. a.Shape.Skip(1)], a.Data.AsSpan(0, (int)(rowBytes * rows)).ToArray());
     }
 
     /// <summary>An ORT value holding <paramref name="a"/> as <paramref name="type"/> (float data widens to float64).</summary>
-    private static OrtValue Value(NpyArray a, string name, TensorElementType type)
+    private static OrtValue Value(DataArray a, string name, TensorElementType type)
     {
         if (type == TensorElementType.Double && a.ElementType == TensorProto.Types.DataType.Float)
             return OrtValue.CreateTensorValueFromMemory(System.Array.ConvertAll(a.ToFloatArray(), v => (double)v), a.Shape);
@@ -293,7 +293,7 @@ public static class GradCheck
         private readonly IReadOnlyList<TrainableParameter> _parameters;
         private readonly Dictionary<string, long[]> _shapes;
 
-        public GradientRunner(ModelProto training, TrainingGraph graph, Dictionary<string, NpyArray> batch)
+        public GradientRunner(ModelProto training, TrainingGraph graph, Dictionary<string, DataArray> batch)
         {
             using var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
             _session = OrtSessions.Create(training, options, "the training graph");
@@ -340,19 +340,19 @@ public static class GradCheck
         private readonly LossKind _kind;
         private readonly LossInputForm _form;
         private readonly int? _axis;
-        private readonly NpyArray? _target;
+        private readonly DataArray? _target;
 
         public string Precision { get; }
         public string PrecisionNote { get; }
 
         private LossRunner(InferenceSession session, string precision, string note, HashSet<string> movable, Dictionary<string, long[]> shapes,
-            string value, LossKind kind, LossInputForm form, int? axis, NpyArray? target)
+            string value, LossKind kind, LossInputForm form, int? axis, DataArray? target)
         {
             _session = session; Precision = precision; PrecisionNote = note; _movable = movable; _shapes = shapes;
             _value = value; _kind = kind; _form = form; _axis = axis; _target = target;
         }
 
-        public static LossRunner Create(ModelProto inference, LossReading reading, string output, IEnumerable<string> parameters, Dictionary<string, NpyArray> batch)
+        public static LossRunner Create(ModelProto inference, LossReading reading, string output, IEnumerable<string> parameters, Dictionary<string, DataArray> batch)
         {
             var model = inference.Clone();
             var graph = model.Graph;
@@ -388,7 +388,7 @@ public static class GradCheck
         }
 
         private static LossRunner Open(ModelProto model, string precision, string note, HashSet<string> movable, Dictionary<string, long[]> shapes,
-            string value, LossReading reading, LossInputForm form, NpyArray? target, Dictionary<string, NpyArray> batch, List<string> feeds)
+            string value, LossReading reading, LossInputForm form, DataArray? target, Dictionary<string, DataArray> batch, List<string> feeds)
         {
             using var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
             var session = OrtSessions.Create(model, options, "the model");

@@ -11,7 +11,7 @@ internal static class HostLoss
 {
     /// <summary>The mean loss of <paramref name="values"/> (of <paramref name="shape"/>) against <paramref name="target"/>.</summary>
     /// <exception cref="OnnxAdadeltaException">A label out of range, or a target that does not fit.</exception>
-    public static double Compute(LossKind kind, LossInputForm form, double[] values, long[] shape, int? axis, NpyArray? target)
+    public static double Compute(LossKind kind, LossInputForm form, double[] values, long[] shape, int? axis, DataArray? target)
     {
         switch (kind)
         {
@@ -80,7 +80,7 @@ internal static class HostLoss
         return sum / (outer * inner);
     }
 
-    private static long[] Labels(NpyArray? target, LossKind kind) => target switch
+    private static long[] Labels(DataArray? target, LossKind kind) => target switch
     {
         null => throw new OnnxAdadeltaException($"--loss {kind}: the data has no label array."),
         { ElementType: DataType.Int64 } a => a.ToInt64Array(),
@@ -88,7 +88,7 @@ internal static class HostLoss
         var a => throw new OnnxAdadeltaException($"The labels are {a.TypeName}; int64 or int32 class indices are expected."),
     };
 
-    private static double[] Floats(NpyArray? target, int count, string loss)
+    private static double[] Floats(DataArray? target, int count, string loss)
     {
         var values = target switch
         {

@@ -17,9 +17,9 @@ public class GradCheckTests(ITestOutputHelper output)
 {
     private static string Model(string file) => Path.Combine(RepoPaths.Models, file);
 
-    private static IReadOnlyDictionary<string, NpyArray> Digits => Npz.Read(Path.Combine(RepoPaths.Models, "data", "digits-train.npz"));
+    private static IReadOnlyDictionary<string, DataArray> Digits => Npz.Read(Path.Combine(RepoPaths.Models, "data", "digits-train.npz"));
 
-    private GradCheckReport Check(string file, BuildTrainingOptions build, IReadOnlyDictionary<string, NpyArray> data, int rows = 8)
+    private GradCheckReport Check(string file, BuildTrainingOptions build, IReadOnlyDictionary<string, DataArray> data, int rows = 8)
     {
         var report = GradCheck.Run(ModelIO.Load(file), new GradCheckOptions { Build = build, Rows = rows }, data);
         output.WriteLine($"{report.Precision} {report.PrecisionNote} tolerance {report.Tolerance}");
@@ -73,10 +73,10 @@ public class GradCheckTests(ITestOutputHelper output)
         var digits = Digits;
         var rng = new SplitMix64(3);
         var target = Enumerable.Range(0, 8 * 10).Select(_ => (float)rng.NextDouble()).ToArray();
-        var data = new Dictionary<string, NpyArray>(StringComparer.Ordinal)
+        var data = new Dictionary<string, DataArray>(StringComparer.Ordinal)
         {
             ["X"] = digits["X"],
-            ["target"] = NpyArray.FromFloat(target, 8, 10),
+            ["target"] = DataArray.FromFloat(target, 8, 10),
         };
         var report = Check(Model("digits-mlp.onnx"), new() { Loss = loss, Output = "logits" }, data);
         Assert.True(report.Passed);
@@ -88,15 +88,15 @@ public class GradCheckTests(ITestOutputHelper output)
     {
         // Two rows, three classes on axis 1.
         double[] p = [0.2, 0.5, 0.3, 0.6, 0.3, 0.1];
-        var labels = NpyArray.FromInt64([1, 0], 2);
+        var labels = DataArray.FromInt64([1, 0], 2);
         double nll = -(Math.Log(0.5) + Math.Log(0.6)) / 2;
         Assert.Equal(nll, HostLoss.Compute(LossKind.Nll, LossInputForm.Probabilities, p, [2, 3], 1, labels), 12);
         Assert.Equal(nll, HostLoss.Compute(LossKind.Nll, LossInputForm.LogProbabilities, [.. p.Select(v => Math.Log(v))], [2, 3], 1, labels), 12);
         // Cross-entropy on logits whose softmax is p gives the same loss.
         Assert.Equal(nll, HostLoss.Compute(LossKind.CrossEntropy, LossInputForm.Logits, [.. p.Select(v => Math.Log(v) + 7)], [2, 3], 1, labels), 12);
         // Classes on the last axis of a [1, 2, 3] value: the same two rows.
-        Assert.Equal(nll, HostLoss.Compute(LossKind.Nll, LossInputForm.Probabilities, p, [1, 2, 3], 2, NpyArray.FromInt64([1, 0], 1, 2)), 12);
-        var error = Assert.Throws<OnnxAdadeltaException>(() => HostLoss.Compute(LossKind.Nll, LossInputForm.Probabilities, p, [2, 3], 1, NpyArray.FromInt64([3, 0], 2)));
+        Assert.Equal(nll, HostLoss.Compute(LossKind.Nll, LossInputForm.Probabilities, p, [1, 2, 3], 2, DataArray.FromInt64([1, 0], 1, 2)), 12);
+        var error = Assert.Throws<OnnxAdadeltaException>(() => HostLoss.Compute(LossKind.Nll, LossInputForm.Probabilities, p, [2, 3], 1, DataArray.FromInt64([3, 0], 2)));
         Assert.Contains("Label 3", error.Message);
     }
 
@@ -105,7 +105,7 @@ public class GradCheckTests(ITestOutputHelper output)
     {
         var build = new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" };
         var missing = Assert.Throws<OnnxAdadeltaException>(() => GradCheck.Run(ModelIO.Load(Model("digits-mlp.onnx")), new GradCheckOptions { Build = build },
-            new Dictionary<string, NpyArray> { ["X"] = Digits["X"] }));
+            new Dictionary<string, DataArray> { ["X"] = Digits["X"] }));
         Assert.Contains("'labels'", missing.Message);
         var rows = Assert.Throws<OnnxAdadeltaException>(() => new GradCheckOptions { Build = build, Rows = 0 }.Validate());
         Assert.Contains("--rows 0", rows.Message);
@@ -148,10 +148,10 @@ public class GradCheckTests(ITestOutputHelper output)
         Assert.Equal(1, dims[0]);
         var rng = new SplitMix64(11);
         var x = Enumerable.Range(0, (int)dims.Aggregate(1L, (a, b) => a * b)).Select(_ => (float)rng.NextDouble()).ToArray();
-        var data = new Dictionary<string, NpyArray>(StringComparer.Ordinal)
+        var data = new Dictionary<string, DataArray>(StringComparer.Ordinal)
         {
-            [input.Name] = NpyArray.FromFloat(x, dims),
-            ["labels"] = NpyArray.FromInt64([classes - 3], 1),
+            [input.Name] = DataArray.FromFloat(x, dims),
+            ["labels"] = DataArray.FromInt64([classes - 3], 1),
         };
         var report = GradCheck.Run(model, new GradCheckOptions { Build = new() { Loss = LossKind.CrossEntropy, Output = outputName }, Rows = 1, Directions = 2 }, data);
         foreach (var p in report.Parameters) output.WriteLine($"{p.Name} {p.Status} {p.MaxError:G3} {p.Detail}");

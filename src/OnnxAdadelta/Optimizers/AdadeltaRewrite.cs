@@ -146,6 +146,8 @@ public static class AdadeltaRewrite
             InferenceValues = analyzed.Info.InferenceValues,
         }.WriteTo(model);
         foreach (var entry in model.MetadataProps.Where(p => p.Key == TrainingGraphInfo.MetadataKey).ToList()) model.MetadataProps.Remove(entry);
+        // Format 2: each state input's value moves to an initializer of another name, so that every binding can feed it.
+        StepModelState.UpgradeInPlace(model, StepModelInfo.Read(model, "the step model"));
         return model;
     }
 

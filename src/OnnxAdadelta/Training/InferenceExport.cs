@@ -16,8 +16,10 @@ public static class InferenceExport
     /// </summary>
     public static ModelProto Export(ModelProto checkpoint, IReadOnlyList<string>? outputs = null, bool useEma = false)
     {
-        var info = StepModelInfo.Read(checkpoint, "the checkpoint");
-        var model = checkpoint.Clone();
+        StepModelInfo.Read(checkpoint, "the checkpoint");
+        // Each state input gets its value as an initializer of its own name (either format), in a copy.
+        var model = StepModelState.WithInputDefaults(checkpoint);
+        var info = StepModelInfo.Read(model, "the checkpoint");
         var graph = model.Graph;
         if (useEma)
         {

@@ -55,10 +55,11 @@ public sealed class Trainer : IDisposable
     public Trainer(ModelProto stepModel, TrainerOptions? options = null)
     {
         options ??= new TrainerOptions();
-        Model = stepModel;
-        Info = StepModelInfo.Read(stepModel, "the model");
+        // Older step models (state values in initializers named as the inputs) are upgraded, so checkpoints are format 2.
+        Model = StepModelState.Upgrade(stepModel);
+        Info = StepModelInfo.Read(Model, "the model");
         Device = options.Device;
-        var inits = stepModel.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var inits = StepModelState.Values(Model, Info);
         using (var sessionOptions = OrtSessions.Options(Device))
         {
             if (options.Threads is { } threads)
@@ -66,7 +67,7 @@ public sealed class Trainer : IDisposable
                 if (threads < 1) throw new ArgumentException($"Invalid thread count: {threads} (expected at least 1).");
                 sessionOptions.IntraOpNumThreads = threads;
             }
-            _session = OrtSessions.Create(stepModel, sessionOptions, "the step model");
+            _session = OrtSessions.Create(StepModelState.WithoutValues(Model, Info), sessionOptions, "the step model");
         }
         _deviceMemory = OrtSessions.DeviceMemory(Device);
         _inputMetadata = _session.InputMetadata;
@@ -75,7 +76,7 @@ public sealed class Trainer : IDisposable
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
     }
 
-    /// <summary>The step model this trainer runs (its initializers hold the state it started from).</summary>
+    /// <summary>The step model this trainer runs, in format 2 (its initializers hold the state it started from; see <see cref="StepModelState"/>).</summary>
     public ModelProto Model { get; }
 
     /// <summary>The step model's contract.</summary>
@@ -257,9 +258,7 @@ public sealed class Trainer : IDisposable
     {
         var state = ReadState();
         var model = Model.Clone();
-        var inits = model.Graph.Initializer;
-        for (int i = 0; i < inits.Count; i++)
-            if (state.TryGetValue(inits[i].Name, out var value)) inits[i] = value;
+        StepModelState.Write(model, Info, state);
         return model;
     }
 

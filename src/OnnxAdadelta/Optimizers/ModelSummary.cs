@@ -29,7 +29,7 @@ public sealed record ModelSummary(string Kind, long IrVersion, IReadOnlyList<str
         if (StepModelInfo.TryRead(model) is { } info)
         {
             var o = info.Optimizer;
-            notes.Add($"optimizer: {o.Type} name={o.Name} learning_rate={o.LearningRate} rho={o.Rho:R} epsilon={o.Epsilon:R}"
+            notes.Add($"optimizer: {o.Type} variant={AdadeltaVariants.Name(o.Variant)} name={o.Name} learning_rate={o.LearningRate} rho={o.Rho:R} epsilon={o.Epsilon:R}"
                 + (o.ClipNorm is { } cn ? $" clipnorm={cn:R}" : "") + (o.ClipValue is { } cv ? $" clipvalue={cv:R}" : "")
                 + (o.GlobalClipNorm is { } gn ? $" global_clipnorm={gn:R}" : "") + (o.LossScaleFactor is { } ls ? $" loss_scale_factor={ls:R}" : "")
                 + (o.WeightDecay is { } wd ? $" weight_decay={wd:R}" : "") + (o.L2 is { } l2 ? $" l2={l2:R}" : "")

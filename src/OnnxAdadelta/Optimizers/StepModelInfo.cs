@@ -197,6 +197,10 @@ public sealed record OptimizerRecord
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool MasterWeights { get; init; }
 
+    /// <summary>Whose Adadelta the update reproduces (left out for Keras, the default).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public AdadeltaVariant Variant { get; init; }
+
     /// <summary>The record of <paramref name="options"/>.</summary>
     public static OptimizerRecord From(AdadeltaOptions options) => new()
     {
@@ -221,11 +225,12 @@ public sealed record OptimizerRecord
         Frozen = options.Frozen.Patterns.Count > 0 ? options.Frozen.Patterns : null,
         Fp32State = options.Fp32State,
         MasterWeights = options.MasterWeights,
+        Variant = options.Variant,
     };
 
     /// <summary>Rebuilds the options.</summary>
     public AdadeltaOptions ToOptions() =>
         new(LearningRateSchedules.Parse(LearningRate), Rho, Epsilon, Name, ClipNorm, ClipValue, GlobalClipNorm,
             WeightDecay, L2, ExcludeFromWeightDecay, Maximize, Decay, LossScaleFactor, UseEma, EmaMomentum, EmaOverwriteFrequency,
-            GradientAccumulationSteps, Groups?.Select(ParameterGroup.Parse), Frozen, Fp32State, MasterWeights);
+            GradientAccumulationSteps, Groups?.Select(ParameterGroup.Parse), Frozen, Fp32State, MasterWeights) { Variant = Variant };
 }

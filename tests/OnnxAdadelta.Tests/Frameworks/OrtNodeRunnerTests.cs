@@ -28,7 +28,7 @@ public class OrtNodeRunnerTests : IDisposable
         foreach (var name in StepModelInfo.Read(step, "test").DataInputs)
         {
             var bytes = batches.SelectMany(b => b[name].Data).ToArray();
-            long[] shape = [Batches, .. batches[0][name].Shape];
+            long[] shape = [Batches * batches[0][name].Shape[0], .. batches[0][name].Shape[1..]];
             arrays[name] = specs[name].ElementType == global::Onnx.TensorProto.Types.DataType.Int64
                 ? NpyArray.FromInt64(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(bytes).ToArray(), shape)
                 : NpyArray.FromFloat(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray(), shape);
@@ -36,7 +36,8 @@ public class OrtNodeRunnerTests : IDisposable
         var dataPath = Path.Combine(_dir, "data.npz");
         Npz.Write(dataPath, arrays);
         var outPath = Path.Combine(_dir, "out.npz");
-        NodeRunner.Run("ort-train.mjs", stepPath, dataPath, Steps.ToString(), outPath);
+        var said = NodeRunner.Run("ort-train.mjs", stepPath, dataPath, Steps.ToString(), batches[0]["X"].Shape[0].ToString(), outPath);
+        Assert.Contains($"onnxruntime-node: {Steps} steps", said);
 
         using var trainer = new Trainer(step, new TrainerOptions { Threads = 1 });
         var losses = Enumerable.Range(0, Steps).Select(k => trainer.Step(batches[k % Batches], stateToHost: true)).ToArray();
@@ -51,7 +52,7 @@ public class OrtNodeRunnerTests : IDisposable
     public void AFormat1ModelIsRefusedByTheRunnerBecauseOnnxRuntimeNodeWouldDropTheStateFeeds()
     {
         var oldPath = Path.Combine(AppContext.BaseDirectory, "Golden", "format1", "step-v1.onnx");
-        var e = Assert.ThrowsAny<Exception>(() => NodeRunner.Run("ort-train.mjs", oldPath, "unused.npz", "1", Path.Combine(_dir, "o.npz")));
+        var e = Assert.ThrowsAny<Exception>(() => NodeRunner.Run("ort-train.mjs", oldPath, "unused.npz", "1", "16", Path.Combine(_dir, "o.npz")));
         Assert.Contains("onnxruntime-node does not list state input 'W'", e.Message);
     }
 }

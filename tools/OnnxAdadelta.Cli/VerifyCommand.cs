@@ -52,7 +52,7 @@ public static class VerifyCommand
         return command;
     }
 
-    private static int Against(CliIO io, ParseResult r, global::Onnx.ModelProto model, string path, string? dataPath, int? steps, DataFlags common, long maxUlp, double? rtol)
+    private static int Against(CliIO io, ParseResult r, global::OnnxAdadelta.Onnx.Proto.ModelProto model, string path, string? dataPath, int? steps, DataFlags common, long maxUlp, double? rtol)
     {
         var trajectory = Trajectory.Read(path);
         Func<long, IReadOnlyDictionary<string, (byte[] Data, long[] Shape)>>? batchAt = null;

@@ -1,10 +1,11 @@
 using Microsoft.ML.OnnxRuntime;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Reference;
-using DataType = Onnx.TensorProto.Types.DataType;
+using OnnxAdadelta.Runtime;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Training;
 

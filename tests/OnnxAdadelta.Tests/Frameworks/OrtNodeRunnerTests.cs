@@ -29,7 +29,7 @@ public class OrtNodeRunnerTests : IDisposable
         {
             var bytes = batches.SelectMany(b => b[name].Data).ToArray();
             long[] shape = [Batches * batches[0][name].Shape[0], .. batches[0][name].Shape[1..]];
-            arrays[name] = specs[name].ElementType == global::Onnx.TensorProto.Types.DataType.Int64
+            arrays[name] = specs[name].ElementType == global::OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType.Int64
                 ? NpyArray.FromInt64(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(bytes).ToArray(), shape)
                 : NpyArray.FromFloat(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).ToArray(), shape);
         }

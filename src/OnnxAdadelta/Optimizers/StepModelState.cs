@@ -85,6 +85,24 @@ public static class StepModelState
     }
 
     /// <summary>
+    /// A model whose only initializers are <paramref name="stepModel"/>'s trainable parameters under their own names
+    /// (either format): what <c>--params</c> takes from a step model or checkpoint.
+    /// </summary>
+    public static ModelProto ParameterValues(ModelProto stepModel)
+    {
+        var info = StepModelInfo.Read(stepModel, "the --params model");
+        var values = Values(stepModel, info);
+        var model = new ModelProto { Graph = new GraphProto { Name = "parameters" } };
+        foreach (var p in info.Parameters)
+        {
+            var value = values[p].Clone();
+            value.Name = p;
+            model.Graph.Initializer.Add(value);
+        }
+        return model;
+    }
+
+    /// <summary>
     /// A copy of a format-2 model without the start-value initializers: the graph a session runs when the caller feeds
     /// every state input (ONNX Runtime would drop the unread initializers itself, after loading them).
     /// </summary>

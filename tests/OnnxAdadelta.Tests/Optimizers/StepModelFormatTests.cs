@@ -96,6 +96,21 @@ public class StepModelFormatTests : IDisposable
     }
 
     [Fact]
+    public void ACheckpointSuppliesParameterValuesInEitherFormat()
+    {
+        // rewrite --params CHECKPOINT: the trained values, read under the parameters' own names.
+        using var t = new Trainer(TestData.StepModel());
+        for (int i = 0; i < 3; i++) t.Step(TestData.Batch(i));
+        var checkpoint = t.Checkpoint();
+        var trained = TestData.ValuesByName(checkpoint)["W"].RawData;
+        foreach (var source in new[] { checkpoint, StepModelState.WithInputDefaults(checkpoint) })
+        {
+            var step = AdadeltaRewrite.Apply(TestData.TrainingGraph(), new AdadeltaOptions(), new OnnxAdadelta.Graphs.RewriteOptions { ParameterValues = source });
+            Assert.True(trained.Equals(TestData.ValuesByName(step)["W"].RawData));
+        }
+    }
+
+    [Fact]
     public void AMissingValueInitializerIsNamed()
     {
         var step = TestData.StepModel();

@@ -81,7 +81,7 @@ public sealed class AdadeltaFlags
         return new RewriteOptions
         {
             Gradients = map,
-            ParameterValues = r.GetValue(_params) is { } path ? ModelIO.Load(path) : null,
+            ParameterValues = r.GetValue(_params) is { } path ? ModelIO.Load(path, CliApp.LoadOptionsOf(r)) : null,
             KeepGradients = r.GetValue(_keepGradients),
         };
     }

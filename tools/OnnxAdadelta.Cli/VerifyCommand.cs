@@ -22,7 +22,7 @@ public static class VerifyCommand
         common.AddTo(command);
         command.SetAction(r => io.Guard(() =>
         {
-            var model = ModelIO.Load(r.GetValue(input)!);
+            var model = ModelIO.Load(r.GetValue(input)!, CliApp.LoadOptionsOf(r));
             var dataset = Dataset.Open(r.GetValue(data)!, TrainingRun.InputSpecs(model));
             var run = common.RunOptions(r, r.GetValue(steps));
             var plan = dataset.Plan(run.BatchSize, run.Shuffle, run.Seed);

@@ -30,10 +30,12 @@ public static class Evaluation
             throw new OnnxAdadeltaException($"--output {output}: the model has no output '{output}'; outputs: {string.Join(", ", index.Outputs.Keys)}.");
         var inputs = model.Graph.Input.Where(i => !index.Initializers.ContainsKey(i.Name))
             .Select(i => new InputSpec(i.Name, i.Type.ElementType(), i.Type.Dims())).ToList();
-        var arrays = Npz.Read(npzPath);
-        var data = Dataset.FromArrays(arrays, inputs, npzPath);
+        // Only the arrays the model and the target need are read: others may be large, or of types this library can't read.
+        var wanted = new HashSet<string>(inputs.Select(i => i.Name), StringComparer.Ordinal) { target };
+        var arrays = Npz.Read(npzPath, wanted.Contains, out var allNames);
+        var data = Dataset.Build(npzPath, inputs, arrays, allNames);
         if (!arrays.TryGetValue(target, out var labels))
-            throw new OnnxAdadeltaException($"{Path.GetFileName(npzPath)} has no target array '{target}'; it has: {string.Join(", ", arrays.Keys)}.");
+            throw new OnnxAdadeltaException($"{npzPath} has no target array '{target}'; it has: {string.Join(", ", allNames)}.");
         if (labels.Shape.Length == 0 || labels.RowCount != data.RowCount)
             throw new OnnxAdadeltaException($"Target '{target}' has shape {labels.ShapeText}; {data.RowCount} rows are expected.");
 

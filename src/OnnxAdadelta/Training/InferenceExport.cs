@@ -55,7 +55,7 @@ public static class InferenceExport
         var used = graph.Node.SelectMany(n => n.Input.Concat(GraphPasses.OuterScopeInputs(n))).Concat(chosen).ToHashSet(StringComparer.Ordinal);
         foreach (var input in graph.Input.Where(i => !used.Contains(i.Name)).ToList()) graph.Input.Remove(input);
         foreach (var t in graph.Initializer.Where(t => state.Contains(t.Name) || !used.Contains(t.Name)).ToList()) graph.Initializer.Remove(t);
-        foreach (var stale in model.MetadataProps.Where(p => p.Key == StepModelInfo.MetadataKey).ToList()) model.MetadataProps.Remove(stale);
+        foreach (var stale in model.MetadataProps.Where(p => p.Key is StepModelInfo.MetadataKey or DataPlan.MetadataKey).ToList()) model.MetadataProps.Remove(stale);
         GraphPasses.TopologicalSort(graph);
         return model;
     }

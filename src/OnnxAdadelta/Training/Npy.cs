@@ -32,8 +32,7 @@ public static class Npy
     /// <summary>Reads an .npy file.</summary>
     public static NpyArray Read(string path)
     {
-        if (!File.Exists(path)) throw new OnnxAdadeltaException($"{path}: no such file.");
-        using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        using var s = SafeFile.OpenRead(path, ".npy array file");
         return Read(s, path);
     }
 
@@ -212,7 +211,16 @@ public static class Npy
     /// </summary>
     private sealed class PyLiteralParser(string text)
     {
+        /// <summary>Deepest nesting of dicts, tuples and lists accepted (a real header nests two deep).</summary>
+        private const int MaxDepth = 32;
+
         private int _pos;
+        private int _depth;
+
+        private void Enter()
+        {
+            if (++_depth > MaxDepth) throw Error($"nested more than {MaxDepth} levels deep");
+        }
 
         public object? ParseWhole()
         {
@@ -271,6 +279,7 @@ public static class Npy
         private Dictionary<string, object?> ParseDict()
         {
             Expect('{');
+            Enter();
             var dict = new Dictionary<string, object?>(StringComparer.Ordinal);
             while (Peek() != '}')
             {
@@ -281,12 +290,14 @@ public static class Npy
                 else if (Peek() != '}') throw Error("expected ',' or '}'");
             }
             _pos++;
+            _depth--;
             return dict;
         }
 
         private List<object?> ParseSequence(char close)
         {
             _pos++;
+            Enter();
             var items = new List<object?>();
             while (Peek() != close)
             {
@@ -295,6 +306,7 @@ public static class Npy
                 else if (Peek() != close) throw Error($"expected ',' or '{close}'");
             }
             _pos++;
+            _depth--;
             return items;
         }
 

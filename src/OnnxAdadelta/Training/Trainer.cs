@@ -73,6 +73,12 @@ public sealed class Trainer : IDisposable
         _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), Device == Device.Cpu)).ToArray();
         _hostOutputs = [Info.Loss, .. options.ExtraOutputs];
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
+        if (Iteration < 0)
+        {
+            Dispose();
+            throw new OnnxAdadeltaException(
+                $"The step model's iteration counter '{Info.Iterations.Input}' holds {Iteration}; expected 0 or more (a fresh step model holds 0).");
+        }
     }
 
     /// <summary>The step model this trainer runs (its initializers hold the state it started from).</summary>

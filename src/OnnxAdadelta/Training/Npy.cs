@@ -40,7 +40,14 @@ public static class Npy
     /// Reads one array from <paramref name="stream"/>, which is left just past its data.
     /// <paramref name="source"/> names the stream in error messages (a file, or a file and an array).
     /// </summary>
-    public static NpyArray Read(Stream stream, string? source = null)
+    public static NpyArray Read(Stream stream, string? source = null) =>
+        Read(stream, source, stream is { CanSeek: true } ? stream.Length - stream.Position : null);
+
+    /// <summary>
+    /// Reads one array from <paramref name="stream"/>, which holds at most <paramref name="available"/> bytes from here on
+    /// (null: unknown). A header that promises more data than that is refused before any buffer is allocated.
+    /// </summary>
+    internal static NpyArray Read(Stream stream, string? source, long? available)
     {
         ArgumentNullException.ThrowIfNull(stream);
         source ??= "stream";
@@ -83,6 +90,11 @@ public static class Npy
         if (byteCount > Array.MaxLength)
             throw new OnnxAdadeltaException(
                 $"{source}: a {NpyDTypes.Name(type)} array of shape {NpyArray.FormatShape(shape)} is {byteCount} bytes; one array is limited to {Array.MaxLength} bytes.");
+        long headerTotal = 8 + lengthBytes + headerLength;
+        if (available is { } total && byteCount > total - headerTotal)
+            throw new OnnxAdadeltaException(
+                $"{source}: truncated: the header promises a {NpyDTypes.Name(type)} array of shape {NpyArray.FormatShape(shape)} ({byteCount} bytes of data), " +
+                $"found {Math.Max(0, total - headerTotal)}.");
         var data = new byte[byteCount];
         int read = ReadFully(stream, data);
         if (read < data.Length)

@@ -68,7 +68,7 @@ public static class Npz
                 {
                     using var es = entry.Open();
                     var checkedStream = new Crc32Stream(es);
-                    var array = Npy.Read(checkedStream, where);
+                    var array = Npy.Read(checkedStream, where, entry.Length);
                     checkedStream.Drain(entry.Length);
                     if (checkedStream.Crc != entry.Crc32)
                         throw new OnnxAdadeltaException(

@@ -299,4 +299,23 @@ public class HostileFileTests
         Directory.CreateSymbolicLink(dir.File("loop"), "loop");
         Assert.Contains("symbolic links", Assert.Throws<OnnxAdadeltaException>(() => SafeFile.RealPath(dir.File("loop/x"))).Message);
     }
+
+    [Fact]
+    public void An_npz_member_whose_header_promises_more_than_the_entry_holds_is_refused_before_allocating()
+    {
+        // 500,000,000 float32 (2 GB) promised, 16 bytes stored.
+        using var ms = new MemoryStream();
+        using (var zip = new ZipArchive(ms, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            using var entry = zip.CreateEntry("x.npy", CompressionLevel.NoCompression).Open();
+            var header = Encoding.ASCII.GetBytes("{'descr': '<f4', 'fortran_order': False, 'shape': (500000000,), }\n");
+            entry.Write([0x93, .. "NUMPY"u8, 1, 0, (byte)header.Length, 0, .. header, .. new byte[16]]);
+        }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<OnnxAdadeltaException>(() => Npz.Read(new MemoryStream(ms.ToArray()), "bomb.npz"));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Contains("array 'x' in bomb.npz: truncated", e.Message);
+        Assert.Contains("(2000000000 bytes of data), found 16", e.Message);
+        Assert.True(allocated < 100_000_000, $"{allocated} bytes allocated for a 16-byte entry");
+    }
 }

@@ -1,6 +1,9 @@
+using System.Text.RegularExpressions;
+using Google.Protobuf;
 using Onnx;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Tests.Fuzz;
 using OnnxAdadelta.Tests.Onnx;
 using OnnxAdadelta.Training;
 
@@ -126,5 +129,52 @@ public class HostileInputCliTests : IDisposable
         // The exported inference model carries no data plan.
         Assert.Equal(0, CliRunner.Run("export", ckpt, "-o", _dir.File("inference.onnx")).ExitCode);
         Assert.Null(DataPlan.Read(ModelIO.Load(_dir.File("inference.onnx")), "inference"));
+    }
+
+    private static string ReadmeLine(string start) =>
+        File.ReadAllLines(Path.Combine(RepoPaths.Root, "README.md")).Select(l => l.Trim()).Single(l => l.StartsWith(start, StringComparison.Ordinal));
+
+    [Fact]
+    public void The_readme_hugging_face_example_loads_a_cache_layout_only_with_the_flag()
+    {
+        var args = Regex.Split(ReadmeLine("onnx-adadelta inspect --allow-external-links ").Trim(), @"\s+")[1..];
+        Assert.EndsWith("/snapshots/REV/model.onnx", args[^1]);
+
+        // The hub cache: snapshots/REV/model.onnx and its data are links into blobs/.
+        var blobs = Directory.CreateDirectory(_dir.File("hub/models--org--name/blobs")).FullName;
+        var snapshot = Directory.CreateDirectory(_dir.File("hub/models--org--name/snapshots/REV")).FullName;
+        var model = TestModels.Add([1, 2, 3]);
+        var bias = model.Graph.Initializer[0];
+        var bytes = bias.ToRawBytes();
+        bias.FloatData.Clear();
+        bias.DataLocation = TensorProto.Types.DataLocation.External;
+        bias.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = "model.onnx.data" });
+        File.WriteAllBytes(Path.Combine(blobs, "1f2e"), model.ToByteArray());
+        File.WriteAllBytes(Path.Combine(blobs, "9a8b"), bytes);
+        File.CreateSymbolicLink(Path.Combine(snapshot, "model.onnx"), "../../blobs/1f2e");
+        File.CreateSymbolicLink(Path.Combine(snapshot, "model.onnx.data"), "../../blobs/9a8b");
+        args[^1] = Path.Combine(snapshot, "model.onnx");
+
+        var r = CliRunner.Run(args);
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("B", r.Out);
+        var line = OneError(CliRunner.Run([.. args.Where(a => a != "--allow-external-links")]));
+        Assert.Contains("out of the model's folder", line);
+        Assert.Contains("--allow-external-links", line);
+    }
+
+    [Fact]
+    public void The_readme_fuzz_command_sets_the_harness_variables_and_selects_it()
+    {
+        var line = ReadmeLine("ONNX_ADADELTA_FUZZ_SECONDS=");
+        var variables = Regex.Matches(line, @"\b([A-Z_]+)=").Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal([FuzzTests.SecondsVariable, FuzzTests.ReportVariable], variables);
+        var filter = Regex.Match(line, @"--filter FullyQualifiedName~(\S+)").Groups[1].Value;
+        var test = $"{typeof(FuzzTests).FullName}.{nameof(FuzzTests.Mutated_models_and_data_get_a_valid_output_or_one_error_line)}";
+        Assert.Contains(filter, test);
+        Assert.Contains("dotnet test tests/OnnxAdadelta.Tests -c Release", line);
+        var readme = File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md"));
+        Assert.Contains($"`{FuzzTests.IterVariable}=N`", readme);
+        Assert.Contains($"`{FuzzTests.SeedVariable}=…`", readme);
     }
 }

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
 
 namespace OnnxAdadelta.Training;

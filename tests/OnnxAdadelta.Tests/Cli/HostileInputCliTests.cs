@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 using Google.Protobuf;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Tests.Fuzz;

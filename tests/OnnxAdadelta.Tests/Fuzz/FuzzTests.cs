@@ -3,14 +3,14 @@ using System.IO.Compression;
 using System.Text;
 using CsCheck;
 using Google.Protobuf;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Cli;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Tests.Onnx;
 using OnnxAdadelta.Training;
-using DataLocation = Onnx.TensorProto.Types.DataLocation;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataLocation = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataLocation;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Fuzz;
 

@@ -2,11 +2,11 @@ using System.Diagnostics;
 using System.IO.Compression;
 using System.Text;
 using Google.Protobuf;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Training;
-using DataLocation = Onnx.TensorProto.Types.DataLocation;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataLocation = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataLocation;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Onnx;
 

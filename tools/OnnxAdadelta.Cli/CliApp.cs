@@ -1,4 +1,5 @@
 using System.CommandLine;
+using OnnxAdadelta.Onnx;
 using Spectre.Console;
 
 namespace OnnxAdadelta.Cli;
@@ -6,6 +7,17 @@ namespace OnnxAdadelta.Cli;
 /// <summary>The <c>onnx-adadelta</c> command line: parses, calls the library, prints.</summary>
 public static class CliApp
 {
+    /// <summary><c>--allow-external-links</c>, on every command: external data may be read through links out of the model's folder.</summary>
+    public static readonly Option<bool> AllowExternalLinks = new("--allow-external-links")
+    {
+        Description = "Read a model's external data through symbolic links that lead out of its folder (a Hugging Face cache's blobs/).",
+        Recursive = true,
+    };
+
+    /// <summary>How the commands load models, from the global flags.</summary>
+    public static LoadOptions LoadOptionsOf(ParseResult r) =>
+        r.GetValue(AllowExternalLinks) ? new LoadOptions { AllowExternalDataLinks = true } : LoadOptions.Default;
+
     /// <summary>Runs the command line; returns the exit code. Output goes to the given writers (the console by default).</summary>
     public static int Run(string[] args, TextWriter? output = null, TextWriter? error = null)
     {
@@ -30,7 +42,14 @@ public static class CliApp
             InspectCommand.Create(io),
             GradCheckCommand.Create(io),
         };
-        return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        root.Options.Add(AllowExternalLinks);
+        Action<string> warn = notice => error.WriteLine($"onnx-adadelta: warning: {notice}");
+        AtomicFile.StaleTemporaryRemoved += warn;
+        try
+        {
+            return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        }
+        finally { AtomicFile.StaleTemporaryRemoved -= warn; }
     }
 }
 

@@ -17,7 +17,7 @@ public static class EvaluateCommand
         var command = new Command("evaluate", "Report a model's accuracy (class labels) or mean squared error (float targets) on a dataset.") { input, data, target, output };
         command.SetAction(r => io.Guard(() =>
         {
-            var result = Evaluation.Run(ModelIO.Load(r.GetValue(input)!), r.GetValue(data)!, r.GetValue(target)!, r.GetValue(output));
+            var result = Evaluation.Run(ModelIO.Load(r.GetValue(input)!, CliApp.LoadOptionsOf(r)), r.GetValue(data)!, r.GetValue(target)!, r.GetValue(output));
             io.Out.WriteLine(Describe(result));
             return 0;
         }));

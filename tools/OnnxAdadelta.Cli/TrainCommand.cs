@@ -29,10 +29,11 @@ public static class TrainCommand
         var output = new Option<string>("-o", "--out") { Description = "Where to write the checkpoint.", Required = true };
         var threads = new Option<int?>("--threads") { Description = "ONNX Runtime intra-op threads (default: one per core)." };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "With an ONNX Runtime training model (generate_artifacts): its checkpoint, holding the parameter values." };
+        var strict = new Option<bool>("--strict") { Description = "Refuse to resume a checkpoint with another data plan (data file, batch size, shuffle, seed) instead of warning." };
         var eval = new Option<string?>("--eval") { Description = "After training, report accuracy (or MSE) of the exported model on this held-out data (any --data form)." };
         var flags = new AdadeltaFlags();
         var build = new BuildTrainingFlags(flags.Freeze);
-        var command = new Command("train", "Train with Adadelta on ONNX Runtime and write a checkpoint to resume from.") { input, data, steps, device, log, profile, output, eval, threads, checkpoint };
+        var command = new Command("train", "Train with Adadelta on ONNX Runtime and write a checkpoint to resume from.") { input, data, steps, device, log, profile, output, eval, threads, checkpoint, strict };
         common.AddTo(command);
         flags.AddTo(command);
         build.AddTo(command);
@@ -41,7 +42,9 @@ public static class TrainCommand
             var path = r.GetValue(input)!;
             if (r.GetValue(steps) < 1) throw new ArgumentException($"--steps {r.GetValue(steps)}: expected at least 1.");
             if (r.GetValue(eval) is { } evalPath && !File.Exists(evalPath) && !Directory.Exists(evalPath)) throw new ArgumentException($"--eval {evalPath}: no such file or folder.");
-            var model = ModelIO.Load(path);
+            using var outputLock = DestinationLock.Acquire(r.GetValue(output)!, "checkpoint (-o)");
+            using var logLock = r.GetValue(log) is { } logTarget ? DestinationLock.Acquire(logTarget, "step log (--log)") : null;
+            var model = ModelIO.Load(path, CliApp.LoadOptionsOf(r));
             bool isStep = StepModelInfo.TryRead(model) is not null;
             bool isArtifact = OrtArtifactImport.IsArtifact(model);
             if (r.GetValue(checkpoint) is not null && !isArtifact)
@@ -66,11 +69,19 @@ public static class TrainCommand
             var dataset = Dataset.Open(r.GetValue(data)!, TrainingRun.InputSpecs(model));
             var run = common.RunOptions(r, r.GetValue(steps));
             using var trainer = new Trainer(model, new TrainerOptions { Device = r.GetValue(device), Threads = r.GetValue(threads), ProfilePath = r.GetValue(profile) });
+            var dataPlan = DataPlan.Of(r.GetValue(data)!, dataset.Plan(run.BatchSize, run.Shuffle, run.Seed));
+            if (trainer.Iteration > 0 && DataPlan.Read(model, path) is { } recorded && recorded.ChangesTo(dataPlan) is { Count: > 0 } changes)
+            {
+                var message = DataPlan.Describe(path, changes);
+                if (r.GetValue(strict)) throw new ArgumentException($"{message}; expected the same plan under --strict.");
+                io.Error.WriteLine($"onnx-adadelta: warning: {message}.");
+            }
             var stepLog = r.GetValue(log) is null ? null : new StepLog();
             var progress = new ProgressPrinter(io, run.Steps);
             progress.Run(report => TrainingRun.Run(trainer, dataset, run, s => { stepLog?.Add(s); report(s); }, cancel));
 
             var trained = trainer.Checkpoint();
+            dataPlan.WriteTo(trained);
             ModelIO.Save(trained, r.GetValue(output)!);
             if (r.GetValue(log) is { } logPath) stepLog!.Save(logPath);
             io.Out.WriteLine(progress.Summary(r.GetValue(output)!, trainer.Iteration));

@@ -142,6 +142,12 @@ public sealed record AdadeltaOptions
     /// </summary>
     public bool MasterWeights { get; }
 
+    /// <summary>
+    /// Whose Adadelta the update reproduces exactly (operation order and rounding; see <see cref="ScaleByAdadelta"/>).
+    /// Default <see cref="AdadeltaVariant.Keras"/>. Recorded in the step model.
+    /// </summary>
+    public AdadeltaVariant Variant { get; init; }
+
     /// <summary>Keras 3's default EMA momentum.</summary>
     public const double DefaultEmaMomentum = 0.99;
 
@@ -247,7 +253,7 @@ public sealed record AdadeltaOptions
         if (GlobalClipNorm is { } gn) chain.Add(new ClipByGlobalNorm(gn));
         if (L2 is not null || Groups.Any(g => g.L2 is not null)) chain.Add(new AddL2(L2, ExcludeFromWeightDecay));
         if (WeightDecay is not null || Groups.Any(g => g.WeightDecay is not null)) chain.Add(new DecoupledWeightDecay(WeightDecay, ExcludeFromWeightDecay));
-        chain.Add(new ScaleByAdadelta(Rho, Epsilon));
+        chain.Add(new ScaleByAdadelta(Rho, Epsilon, Variant));
         chain.Add(new ApplyLearningRate());
         if (GradientAccumulationSteps is { } steps) chain.Add(new ApplyOnlyEveryNthStep(steps));
         if (UseEma) chain.Add(new MovingAverage(EmaMomentum, EmaOverwriteFrequency));

@@ -25,6 +25,9 @@ public static class AdadeltaRewrite
     public static ModelProto Apply(ModelProto training, AdadeltaOptions options, RewriteOptions? rewrite = null)
     {
         rewrite ??= new RewriteOptions();
+        // A step model or checkpoint as the source of parameter values: its trained parameters, under their own names.
+        if (rewrite.ParameterValues is { } supplied && StepModelInfo.TryRead(supplied) is not null)
+            rewrite = rewrite with { ParameterValues = StepModelState.ParameterValues(supplied) };
         if (StepModelInfo.TryRead(training) is not null)
             throw new OnnxAdadeltaException("The model is already a training-step model; rewrite takes a training graph.");
         var model = training.Clone();
@@ -146,6 +149,8 @@ public static class AdadeltaRewrite
             InferenceValues = analyzed.Info.InferenceValues,
         }.WriteTo(model);
         foreach (var entry in model.MetadataProps.Where(p => p.Key == TrainingGraphInfo.MetadataKey).ToList()) model.MetadataProps.Remove(entry);
+        // Format 2: each state input's value moves to an initializer of another name, so that every binding can feed it.
+        StepModelState.UpgradeInPlace(model, StepModelInfo.Read(model, "the step model"));
         return model;
     }
 

@@ -29,7 +29,12 @@ public enum StateKind
 /// <param name="Kind">Parameter, slot, counter or buffer.</param>
 /// <param name="Parameter">The parameter this tensor belongs to (null for the counter and buffers).</param>
 /// <param name="Slot">The slot name for <see cref="StateKind.Slot"/>.</param>
-public sealed record StateBinding(string Input, string Output, StateKind Kind, string? Parameter = null, string? Slot = null);
+/// <param name="Initial">
+/// The initializer holding the value the input starts from (format 2: <c>&lt;input&gt;.initial</c>, read by no node);
+/// null in format 1, where the input's own initializer holds it. See <see cref="StepModelState"/>.
+/// </param>
+public sealed record StateBinding(string Input, string Output, StateKind Kind, string? Parameter = null, string? Slot = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Initial = null);
 
 /// <summary>
 /// The contract of a training-step model, stored in its <c>metadata_props</c> so that any ONNX Runtime binding can loop
@@ -40,7 +45,10 @@ public sealed record StepModelInfo
     /// <summary>The metadata key that holds this record as JSON.</summary>
     public const string MetadataKey = "onnx_adadelta.step_model";
 
-    /// <summary>Version of this record's format.</summary>
+    /// <summary>The format this library writes: 2, state inputs without initializers of their own names (see <see cref="StepModelState"/>).</summary>
+    public const int CurrentFormatVersion = 2;
+
+    /// <summary>Version of this record's format: 1 (state values in initializers named as the inputs) or 2.</summary>
     public int FormatVersion { get; init; } = 1;
 
     /// <summary>The loss output (a float32 scalar), the first graph output.</summary>
@@ -189,6 +197,10 @@ public sealed record OptimizerRecord
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool MasterWeights { get; init; }
 
+    /// <summary>Whose Adadelta the update reproduces (left out for Keras, the default).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public AdadeltaVariant Variant { get; init; }
+
     /// <summary>The record of <paramref name="options"/>.</summary>
     public static OptimizerRecord From(AdadeltaOptions options) => new()
     {
@@ -213,11 +225,12 @@ public sealed record OptimizerRecord
         Frozen = options.Frozen.Patterns.Count > 0 ? options.Frozen.Patterns : null,
         Fp32State = options.Fp32State,
         MasterWeights = options.MasterWeights,
+        Variant = options.Variant,
     };
 
     /// <summary>Rebuilds the options.</summary>
     public AdadeltaOptions ToOptions() =>
         new(LearningRateSchedules.Parse(LearningRate), Rho, Epsilon, Name, ClipNorm, ClipValue, GlobalClipNorm,
             WeightDecay, L2, ExcludeFromWeightDecay, Maximize, Decay, LossScaleFactor, UseEma, EmaMomentum, EmaOverwriteFrequency,
-            GradientAccumulationSteps, Groups?.Select(ParameterGroup.Parse), Frozen, Fp32State, MasterWeights);
+            GradientAccumulationSteps, Groups?.Select(ParameterGroup.Parse), Frozen, Fp32State, MasterWeights) { Variant = Variant };
 }

@@ -51,7 +51,7 @@ public sealed class Dataset
         return Build(source, inputs, arrays, arrays.Keys.ToList());
     }
 
-    private static Dataset Build(string source, IReadOnlyList<InputSpec> inputs, IReadOnlyDictionary<string, DataArray> available,
+    internal static Dataset Build(string source, IReadOnlyList<InputSpec> inputs, IReadOnlyDictionary<string, DataArray> available,
         IReadOnlyList<string> allNames)
     {
         if (inputs.Count == 0) throw new OnnxAdadeltaException($"The model has no graph inputs to feed from {source}.");

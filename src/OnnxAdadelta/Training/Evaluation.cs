@@ -31,6 +31,7 @@ public static class Evaluation
             throw new OnnxAdadeltaException($"--output {output}: the model has no output '{output}'; outputs: {string.Join(", ", index.Outputs.Keys)}.");
         var inputs = model.Graph.Input.Where(i => !index.Initializers.ContainsKey(i.Name))
             .Select(i => new InputSpec(i.Name, i.Type.ElementType(), i.Type.Dims())).ToList();
+        // Only the arrays the model and the target need are read: others may be large, or of types this library can't read.
         var arrays = DataFiles.Read(npzPath, [.. inputs, new InputSpec(target, DataType.Undefined, null)], out var names);
         var data = Dataset.FromArrays(arrays, inputs, npzPath);
         if (!arrays.TryGetValue(target, out var labels))

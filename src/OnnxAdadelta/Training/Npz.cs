@@ -35,8 +35,7 @@ public static class Npz
     /// </summary>
     internal static OrderedDictionary<string, DataArray> Read(string path, Func<string, bool>? include, out List<string> names)
     {
-        if (!File.Exists(path)) throw new OnnxAdadeltaException($"{path}: no such file.");
-        using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        using var s = SafeFile.OpenRead(path, ".npz data file");
         return ReadArchive(s, path, include, out names);
     }
 
@@ -68,7 +67,14 @@ public static class Npz
                 try
                 {
                     using var es = entry.Open();
-                    arrays.Add(name, Npy.Read(es, where));
+                    var checkedStream = new Crc32Stream(es);
+                    var array = Npy.Read(checkedStream, where, entry.Length);
+                    checkedStream.Drain(entry.Length);
+                    if (checkedStream.Crc != entry.Crc32)
+                        throw new OnnxAdadeltaException(
+                            $"{where}: the zip entry '{full}' fails its CRC-32 check (stored {entry.Crc32:x8}, computed {checkedStream.Crc:x8}); " +
+                            "the file is damaged, expected an intact .npz.");
+                    arrays.Add(name, array);
                 }
                 catch (InvalidDataException e)
                 {
@@ -123,5 +129,41 @@ public static class Npz
             using var es = entry.Open();
             Npy.Write(es, array);
         }
+    }
+
+    /// <summary>Reads through a zip entry's stream, keeping the CRC-32 of every byte read.</summary>
+    private sealed class Crc32Stream(Stream inner) : Stream
+    {
+        private readonly System.IO.Hashing.Crc32 _crc = new();
+        private long _read;
+
+        public uint Crc => _crc.GetCurrentHashAsUInt32();
+
+        /// <summary>Reads what is left of the entry (at most its declared size, plus one byte to see its end).</summary>
+        public void Drain(long declaredLength)
+        {
+            var buffer = new byte[1 << 16];
+            while (_read <= declaredLength && Read(buffer, 0, buffer.Length) > 0) { }
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            int n = inner.Read(buffer);
+            _crc.Append(buffer[..n]);
+            _read += n;
+            return n;
+        }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => _read; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

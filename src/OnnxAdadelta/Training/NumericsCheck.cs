@@ -36,7 +36,7 @@ public static class NumericsCheck
         ArgumentOutOfRangeException.ThrowIfNegative(steps);
         var info = StepModelInfo.Read(stepModel, "the model");
         var model = WithGradientOutputs(stepModel, info);
-        var inits = model.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var inits = StepModelState.Values(model, info);
         var parameters = info.Parameters.ToDictionary(p => p, p => MixedPrecision.ToFloats(inits[p]), StringComparer.Ordinal);
         var types = info.Parameters.ToDictionary(p => p, p => (DataType)inits[p].DataType, StringComparer.Ordinal);
         var reference = new ReferenceAdadelta(info.Optimizer.ToOptions(), parameters, inits[info.Iterations.Input].ToInt64Array()[0], types);
@@ -70,7 +70,7 @@ public static class NumericsCheck
     {
         var model = stepModel.Clone();
         var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
-        var inits = model.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var inits = StepModelState.Values(model, info);
         foreach (var (param, gradient) in info.Gradients)
             if (outputs.Add(gradient))
                 model.Graph.Output.Add(TypeProtos.ValueInfo(gradient, (DataType)inits[param].DataType, inits[param].Dims));

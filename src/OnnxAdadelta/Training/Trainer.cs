@@ -70,10 +70,11 @@ public sealed class Trainer : IDisposable
     public Trainer(ModelProto stepModel, TrainerOptions? options = null)
     {
         options ??= new TrainerOptions();
-        Model = stepModel;
-        Info = StepModelInfo.Read(stepModel, "the model");
+        // Older step models (state values in initializers named as the inputs) are upgraded, so checkpoints are format 2.
+        Model = StepModelState.Upgrade(stepModel);
+        Info = StepModelInfo.Read(Model, "the model");
         Device = options.Device;
-        var inits = stepModel.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var inits = StepModelState.Values(Model, Info);
         using (var sessionOptions = OrtSessions.Options(Device))
         {
             if (options.Threads is { } threads)
@@ -92,13 +93,19 @@ public sealed class Trainer : IDisposable
                 sessionOptions.ProfileOutputPathPrefix = Path.Combine(dir, $".{Path.GetFileName(_profilePath)}.{Environment.ProcessId}.ort-profile");
             }
             options.ConfigureSession?.Invoke(sessionOptions);
-            _session = OrtSessions.Create(stepModel, sessionOptions, "the step model");
+            _session = OrtSessions.Create(StepModelState.WithoutValues(Model, Info), sessionOptions, "the step model");
         }
         _deviceMemory = OrtSessions.DeviceMemory(Device);
         _inputMetadata = _session.InputMetadata;
         _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), Device == Device.Cpu)).ToArray();
         _hostOutputs = [Info.Loss, .. options.ExtraOutputs];
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
+        if (Iteration < 0)
+        {
+            Dispose();
+            throw new OnnxAdadeltaException(
+                $"The step model's iteration counter '{Info.Iterations.Input}' holds {Iteration}; expected 0 or more (a fresh step model holds 0).");
+        }
     }
 
     /// <summary>
@@ -121,7 +128,7 @@ public sealed class Trainer : IDisposable
         return target;
     }
 
-    /// <summary>The step model this trainer runs (its initializers hold the state it started from).</summary>
+    /// <summary>The step model this trainer runs, in format 2 (its initializers hold the state it started from; see <see cref="StepModelState"/>).</summary>
     public ModelProto Model { get; }
 
     /// <summary>The step model's contract.</summary>
@@ -338,9 +345,7 @@ public sealed class Trainer : IDisposable
     {
         var state = ReadState();
         var model = Model.Clone();
-        var inits = model.Graph.Initializer;
-        for (int i = 0; i < inits.Count; i++)
-            if (state.TryGetValue(inits[i].Name, out var value)) inits[i] = value;
+        StepModelState.Write(model, Info, state);
         return model;
     }
 

@@ -63,7 +63,7 @@ public class CliTests : IDisposable
         Assert.Equal(31, rows.Length);
         Assert.Equal("1", rows[1].Split(',')[0]);
         Assert.Equal("1", rows[1].Split(',')[2]);
-        Assert.Equal(30L, ModelIO.Load(ckpt).Graph.Initializer.Single(t => t.Name == "Opt/iterations").ToInt64Array()[0]);
+        Assert.Equal(30L, TestData.ValuesByName(ModelIO.Load(ckpt))["Opt/iterations"].ToInt64Array()[0]);
 
         r = CliRunner.Run("verify", ckpt, "--data", Data(), "--steps", "20", "--batch-size", "16");
         Assert.True(r.ExitCode == 0, r.Out + r.Err);

@@ -108,6 +108,6 @@ public class OrtCheckpointTests(ITestOutputHelper output)
     {
         var path = Path.Combine(Path.GetTempPath(), "onnx-adadelta-no-such-checkpoint");
         var e = Assert.Throws<OnnxAdadeltaException>(() => OrtCheckpoint.Load(path));
-        Assert.Equal($"{path}: no such file.", e.Message);
+        Assert.Equal($"{path}: no such file; expected an ONNX Runtime checkpoint.", e.Message);
     }
 }

@@ -64,7 +64,7 @@ public class BadInputTests
         var values = new ModelProto { Graph = new GraphProto() };
         values.Graph.Initializer.Add(Tensors.Create("b", [1f, 2f, 3f], 3));
         var step = AdadeltaRewrite.Apply(m, new AdadeltaOptions(), new RewriteOptions { ParameterValues = values });
-        Assert.Equal([1f, 2f, 3f], step.Graph.Initializer.Single(t => t.Name == "b").ToFloatArray());
+        Assert.Equal([1f, 2f, 3f], TestData.ValuesByName(step)["b"].ToFloatArray());
     }
 
     [Fact]

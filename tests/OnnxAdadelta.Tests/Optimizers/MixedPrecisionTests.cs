@@ -133,7 +133,7 @@ public class MixedPrecisionTests
         Assert.Equal(DataType.Float, InputType(model, "Adadelta/p/master"));
         var binding = StepModelInfo.Read(model, "t").State.Single(s => s.Input == "Adadelta/p/master");
         Assert.Equal((StateKind.Slot, "p", MixedPrecision.MasterSlot, "Adadelta/p/master.next"), (binding.Kind, binding.Parameter, binding.Slot, binding.Output));
-        Assert.Equal(Initial(type), model.Graph.Initializer.Single(t => t.Name == "Adadelta/p/master").ToFloatArray());
+        Assert.Equal(Initial(type), TestData.ValuesByName(model)["Adadelta/p/master"].ToFloatArray());
 
         using var trainer = new Trainer(model);
         bool masterOffGrid = false;
@@ -215,7 +215,7 @@ public class MixedPrecisionTests
             ModelIO.Save(t.Checkpoint(), path);
         }
         var checkpoint = ModelIO.Load(path);
-        Assert.Equal(DataType.Float16, (DataType)checkpoint.Graph.Initializer.Single(i => i.Name == "p").DataType);
+        Assert.Equal(DataType.Float16, (DataType)TestData.ValuesByName(checkpoint)["p"].DataType);
         using (var t = new Trainer(checkpoint))
         {
             Assert.Equal(6, t.Iteration);

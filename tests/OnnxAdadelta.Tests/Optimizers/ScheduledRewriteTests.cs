@@ -39,7 +39,7 @@ public class ScheduledRewriteTests
         static float Moved(AdadeltaOptions o)
         {
             using var t = new Trainer(TestData.StepModel(o));
-            var start = t.Model.Graph.Initializer.Single(x => x.Name == "W").RawData.ToByteArray();
+            var start = TestData.ValuesByName(t.Model)["W"].RawData.ToByteArray();
             for (int i = 0; i < 60; i++) t.Step(TestData.Batch(i % 5));
             var end = OnnxAdadelta.Onnx.Tensors.ToFloatArray(t.ReadState()["W"]);
             var begin = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(start).ToArray();

@@ -97,7 +97,7 @@ public class TrainingModeTests
             }
         }
         var checkpoint = trainer.Checkpoint();
-        var inits = checkpoint.Graph.Initializer.ToDictionary(i => i.Name);
+        var inits = TestData.ValuesByName(checkpoint);
         var scale = inits["scale"].ToFloatArray();
         Assert.NotEqual(ConvBn(false).Graph.Initializer.First(i => i.Name == "scale").ToFloatArray(), scale);
         for (int c = 0; c < C; c++)
@@ -310,8 +310,8 @@ public class TrainingModeTests
         Assert.Equal(["Mul", "MatMul"], exported.Graph.Node.Select(n => n.OpType));
         Assert.Equal(["scaled", "w2"], exported.Graph.Node[1].Input);
         Assert.Equal(["x"], exported.Graph.Input.Select(i => i.Name));
-        var w1 = checkpoint.Graph.Initializer.First(i => i.Name == "w1").ToFloatArray();
-        var w2 = checkpoint.Graph.Initializer.First(i => i.Name == "w2").ToFloatArray();
+        var w1 = TestData.ValuesByName(checkpoint)["w1"].ToFloatArray();
+        var w2 = TestData.ValuesByName(checkpoint)["w2"].ToFloatArray();
         var x = Uniform(9, Rows * Features);
         using var session = new InferenceSession(exported.ToByteArray());
         using var xv = OrtValue.CreateTensorValueFromMemory(x, [Rows, Features]);

@@ -4,6 +4,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using Onnx;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Runtime;
 using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Training;
@@ -48,6 +49,9 @@ public sealed class Trainer : IDisposable
     private readonly Dictionary<string, OrtValue> _hostBuffers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (long[] Shape, OrtValue Value)> _dataBuffers = new(StringComparer.Ordinal);
     private readonly IReadOnlyDictionary<string, NodeMetadata> _inputMetadata;
+    private readonly Dictionary<TensorElementType, FlatTensorBuffer> _stateBuffers = [];
+    private readonly Dictionary<TensorElementType, FlatTensorBuffer> _spareBuffers = [];
+    private readonly Dictionary<TensorElementType, FlatTensorBuffer> _gradientBuffers = [];
     private OrtIoBinding[]? _pingPong;
     private int _parity;
 
@@ -70,9 +74,64 @@ public sealed class Trainer : IDisposable
         }
         _deviceMemory = OrtSessions.DeviceMemory(Device);
         _inputMetadata = _session.InputMetadata;
-        _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), Device == Device.Cpu)).ToArray();
         _hostOutputs = [Info.Loss, .. options.ExtraOutputs];
+        if (Device == Device.Cpu)
+        {
+            _slots = FlatSlots(inits, inPlace: _ => false);
+            // The first step binds the loss and other outputs to new buffers; later steps reuse them (ping-pong bindings).
+            BindGradientBuffers(inits, options.ExtraOutputs);
+        }
+        else
+        {
+            _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), false)).ToArray();
+        }
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
+    }
+
+    /// <summary>
+    /// The state in CPU memory, one <see cref="FlatTensorBuffer"/> per element type (float32, float16, bfloat16, int64)
+    /// holding every state tensor of that type under its input name; empty on other devices. State bound ping-pong has
+    /// its other copy elsewhere, so read values through <see cref="ReadState"/>.
+    /// </summary>
+    public IReadOnlyDictionary<TensorElementType, FlatTensorBuffer> StateBuffers => _stateBuffers;
+
+    /// <summary>
+    /// The gradients named in <see cref="TrainerOptions.ExtraOutputs"/> (graph outputs of a step model rewritten with
+    /// <c>KeepGradients</c>), one <see cref="FlatTensorBuffer"/> per element type, each slice named by the gradient's
+    /// output name; after <see cref="Step"/> they hold that step's gradients. Empty on other devices or when no
+    /// gradient is asked for.
+    /// </summary>
+    public IReadOnlyDictionary<TensorElementType, FlatTensorBuffer> GradientBuffers => _gradientBuffers;
+
+    // Every state tensor in a flat buffer of its type; those not bound in place get a second copy in a spare buffer.
+    private Slot[] FlatSlots(Dictionary<string, TensorProto> inits, Func<StateBinding, bool> inPlace)
+    {
+        var types = Info.State.ToDictionary(s => s.Input, s => ElementType(inits[s.Input]), StringComparer.Ordinal);
+        foreach (var group in Info.State.GroupBy(s => types[s.Input]))
+        {
+            _stateBuffers[group.Key] = new FlatTensorBuffer(group.Key, group.Select(s => (s.Input, inits[s.Input].Dims.ToArray())));
+            var spare = group.Where(s => !inPlace(s)).ToList();
+            if (spare.Count > 0) _spareBuffers[group.Key] = new FlatTensorBuffer(group.Key, spare.Select(s => (s.Input, inits[s.Input].Dims.ToArray())));
+        }
+        return Info.State.Select(s =>
+        {
+            var slice = _stateBuffers[types[s.Input]][s.Input];
+            inits[s.Input].ToRawBytes().CopyTo(slice.Bytes);
+            var spare = inPlace(s) ? slice.Value : _spareBuffers[types[s.Input]][s.Input].Value;
+            return new Slot(s, slice.Value, true) { Spare = spare };
+        }).ToArray();
+    }
+
+    // Gradients asked for as extra outputs are written straight into flat buffers (the parameter's shape and type).
+    private void BindGradientBuffers(Dictionary<string, TensorProto> inits, IReadOnlyList<string> extraOutputs)
+    {
+        var gradients = Info.Gradients.Where(g => extraOutputs.Contains(g.Value)).ToList();
+        foreach (var group in gradients.GroupBy(g => ElementType(inits[g.Key])))
+        {
+            var buffer = new FlatTensorBuffer(group.Key, group.Select(g => (g.Value, inits[g.Key].Dims.ToArray())));
+            _gradientBuffers[group.Key] = buffer;
+            foreach (var slice in buffer.Slices) _hostBuffers[slice.Name] = slice.Value;
+        }
     }
 
     /// <summary>The step model this trainer runs (its initializers hold the state it started from).</summary>
@@ -263,6 +322,15 @@ public sealed class Trainer : IDisposable
         return model;
     }
 
+    private static TensorElementType ElementType(TensorProto t) => (DataType)t.DataType switch
+    {
+        DataType.Float => TensorElementType.Float,
+        DataType.Float16 => TensorElementType.Float16,
+        DataType.Bfloat16 => TensorElementType.BFloat16,
+        DataType.Int64 => TensorElementType.Int64,
+        var other => throw new OnnxAdadeltaException($"State tensor '{t.Name}' is {other}; float32, float16, bfloat16 or int64 expected."),
+    };
+
     private static OrtValue ToOrtValue(TensorProto t)
     {
         var type = (DataType)t.DataType switch
@@ -289,8 +357,15 @@ public sealed class Trainer : IDisposable
     public void Dispose()
     {
         DisposePingPong();
-        foreach (var s in _slots) { s.Current.Dispose(); s.Spare?.Dispose(); }
-        foreach (var v in _hostBuffers.Values) v.Dispose();
+        var flat = _stateBuffers.Values.Concat(_spareBuffers.Values).Concat(_gradientBuffers.Values).ToList();
+        var owned = flat.SelectMany(b => b.Slices).Select(s => s.Value).ToHashSet(ReferenceEqualityComparer.Instance);
+        foreach (var s in _slots)
+        {
+            if (!owned.Contains(s.Current)) s.Current.Dispose();
+            if (s.Spare is not null && !owned.Contains(s.Spare)) s.Spare.Dispose();
+        }
+        foreach (var v in _hostBuffers.Values) if (!owned.Contains(v)) v.Dispose();
+        foreach (var b in flat) b.Dispose();
         foreach (var (_, v) in _dataBuffers.Values) v.Dispose();
         _run.Dispose();
         _session.Dispose();

@@ -155,6 +155,19 @@ public class DistributedTests
         Assert.Contains("differ across ranks after iteration 1", e.Message);
     }
 
+    [Theory]
+    [InlineData("--check-replicas")]
+    [InlineData("--bucket-mb", "4")]
+    public void DistributedFlagsOutsideADistributedRunAreRefused(params string[] flag)
+    {
+        using var tmp = new TestData.TempDir();
+        var r = Cli.CliRunner.Run(["train", Path.Combine(RepoPaths.Models, "digits-cnn.onnx"), "--loss", "cross-entropy", "--output", "logits",
+            "--data", Path.Combine(RepoPaths.Models, "data", "digits-train.npz"), "--steps", "1", "-o", tmp.File("x.onnx"), .. flag]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Equal($"onnx-adadelta: error: {flag[0]} applies only to distributed training (--distributed, or launched by mpirun).", r.Err.Trim());
+        Assert.False(File.Exists(tmp.File("x.onnx")));
+    }
+
     [Fact]
     public void TheLaunchIsReadFromTheLaunchersEnvironment()
     {

@@ -27,10 +27,11 @@ public static class TrainCommand
         var output = new Option<string>("-o", "--out") { Description = "Where to write the checkpoint.", Required = true };
         var threads = new Option<int?>("--threads") { Description = "ONNX Runtime intra-op threads (default: one per core)." };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "With an ONNX Runtime training model (generate_artifacts): its checkpoint, holding the parameter values." };
+        var update = new Option<UpdateMode?>("--update") { Description = "fused (one ai.onnxadadelta.AdadeltaUpdate node, state in place) or graph (the model's standard ops); default fused where available." };
         var eval = new Option<string?>("--eval") { Description = "After training, report accuracy (or MSE) of the exported model on this .npz (held-out data)." };
         var flags = new AdadeltaFlags();
         var build = new BuildTrainingFlags(flags.Freeze);
-        var command = new Command("train", "Train with Adadelta on ONNX Runtime and write a checkpoint to resume from.") { input, data, steps, device, log, output, eval, threads, checkpoint };
+        var command = new Command("train", "Train with Adadelta on ONNX Runtime and write a checkpoint to resume from.") { input, data, steps, device, log, output, eval, threads, checkpoint, update };
         common.AddTo(command);
         flags.AddTo(command);
         build.AddTo(command);
@@ -63,7 +64,8 @@ public static class TrainCommand
 
             var dataset = Dataset.Open(r.GetValue(data)!, TrainingRun.InputSpecs(model));
             var run = common.RunOptions(r, r.GetValue(steps));
-            using var trainer = new Trainer(model, new TrainerOptions { Device = r.GetValue(device), Threads = r.GetValue(threads) });
+            using var trainer = new Trainer(model, new TrainerOptions { Device = r.GetValue(device), Threads = r.GetValue(threads), Update = r.GetValue(update) });
+            io.Out.WriteLine($"update: {trainer.UpdateDescription}");
             var stepLog = r.GetValue(log) is null ? null : new StepLog();
             var progress = new ProgressPrinter(io, run.Steps);
             progress.Run(report => TrainingRun.Run(trainer, dataset, run, s => { stepLog?.Add(s); report(s); }, cancel));

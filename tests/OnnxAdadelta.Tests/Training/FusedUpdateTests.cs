@@ -1,15 +1,16 @@
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using OnnxAdadelta.Onnx;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Bench;
 using OnnxAdadelta.Gradients;
+using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Reference;
 using OnnxAdadelta.Samples;
 using OnnxAdadelta.Tests.Optimizers;
 using OnnxAdadelta.Training;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Training;
 

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 
-namespace OnnxAdadelta.Optimizers;
+namespace OnnxAdadelta.Graphs;
 
 /// <summary>
 /// A tensor the forward pass of a training graph updates (a BatchNormalization running mean or variance): the graph
@@ -21,6 +21,9 @@ public sealed record BufferBinding(string Input, string Output);
 /// </summary>
 public sealed record TrainingGraphInfo
 {
+    /// <summary>Suffix of the output that carries a state tensor's (or buffer's) next value in a step model.</summary>
+    public const string NextSuffix = ".next";
+
     /// <summary>The metadata key that holds this record as JSON.</summary>
     public const string MetadataKey = "onnx_adadelta.training_graph";
 

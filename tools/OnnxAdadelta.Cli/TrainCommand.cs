@@ -29,13 +29,14 @@ public static class TrainCommand
         var output = new Option<string>("-o", "--out") { Description = "Where to write the checkpoint.", Required = true };
         var threads = new Option<int?>("--threads") { Description = "ONNX Runtime intra-op threads (default: one per core)." };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "With an ONNX Runtime training model (generate_artifacts): its checkpoint, holding the parameter values." };
+        var update = new Option<UpdateMode?>("--update") { Description = "fused (one ai.onnxadadelta.AdadeltaUpdate node, state in place) or graph (the model's standard ops); default fused where available." };
         var eval = new Option<string?>("--eval") { Description = "After training, report accuracy (or MSE) of the exported model on this .npz (held-out data)." };
         var distributed = new Option<bool>("--distributed") { Description = "Data-parallel training over MPI: launch N copies with 'mpirun -np N'; each rank computes the gradients of its share of every batch and Open MPI sums them. Implied when mpirun launched more than one process." };
         var bucketMb = new Option<double>("--bucket-mb") { Description = "With --distributed: the gradient all-reduce runs in buckets of at most this many MiB.", DefaultValueFactory = _ => DistributedOptions.DefaultBucketMb };
         var checkReplicas = new Option<bool>("--check-replicas") { Description = "With --distributed: after every step, check that every rank holds bit-identical parameters and optimizer state; stop if not." };
         var flags = new AdadeltaFlags();
         var build = new BuildTrainingFlags(flags.Freeze);
-        var command = new Command("train", "Train with Adadelta on ONNX Runtime and write a checkpoint to resume from.") { input, data, steps, device, log, output, eval, threads, checkpoint, distributed, bucketMb, checkReplicas };
+        var command = new Command("train", "Train with Adadelta on ONNX Runtime and write a checkpoint to resume from.") { input, data, steps, device, log, output, eval, threads, checkpoint, update, distributed, bucketMb, checkReplicas };
         common.AddTo(command);
         flags.AddTo(command);
         build.AddTo(command);
@@ -74,6 +75,9 @@ public static class TrainCommand
             var run = common.RunOptions(r, r.GetValue(steps));
             if (collective is not null)
             {
+                if (r.GetValue(update) == UpdateMode.Fused)
+                    throw new ArgumentException("--update fused: distributed training runs the update model's standard ONNX ops; leave out --update or pass --update graph.");
+                rankIO.Out.WriteLine("update: graph (standard ONNX ops, on every rank after the all-reduce)");
                 using var ranks = new DistributedTrainer(model, collective, new DistributedOptions { Threads = r.GetValue(threads), BucketMb = r.GetValue(bucketMb), CheckReplicas = r.GetValue(checkReplicas) });
                 var rankLog = r.GetValue(log) is null ? null : new StepLog();
                 var rankProgress = new ProgressPrinter(rankIO, run.Steps);
@@ -89,7 +93,8 @@ public static class TrainCommand
                     rankIO.Out.WriteLine("held-out " + EvaluateCommand.Describe(Evaluation.Run(result, rankHeld, evalTarget!)));
                 return 0;
             }
-            using var trainer = new Trainer(model, new TrainerOptions { Device = r.GetValue(device), Threads = r.GetValue(threads) });
+            using var trainer = new Trainer(model, new TrainerOptions { Device = r.GetValue(device), Threads = r.GetValue(threads), Update = r.GetValue(update) });
+            rankIO.Out.WriteLine($"update: {trainer.UpdateDescription}");
             var stepLog = r.GetValue(log) is null ? null : new StepLog();
             var progress = new ProgressPrinter(rankIO, run.Steps);
             progress.Run(report => TrainingRun.Run(trainer, dataset, run, s => { stepLog?.Add(s); report(s); }, cancel));

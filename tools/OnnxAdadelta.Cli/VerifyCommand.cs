@@ -18,8 +18,9 @@ public static class VerifyCommand
         var steps = new Option<int>("--steps") { Description = "Steps to compare.", Required = true };
         var maxUlp = new Option<long>("--max-ulp") { Description = "Largest ULP distance allowed (default 0: bit-identical).", DefaultValueFactory = _ => 0 };
         var device = new Option<Device>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => Device.Cpu };
+        var update = new Option<UpdateMode>("--update") { Description = "graph (the model's standard ops, default) or fused (the ai.onnxadadelta.AdadeltaUpdate op the trainer swaps in).", DefaultValueFactory = _ => UpdateMode.Graph };
         var common = new DataFlags();
-        var command = new Command("verify", "Run ONNX Runtime and the C# reference Adadelta on the same gradients; report abs, rel and ULP error; exit 1 past --max-ulp.") { input, data, steps, maxUlp, device };
+        var command = new Command("verify", "Run ONNX Runtime and the C# reference Adadelta on the same gradients; report abs, rel and ULP error; exit 1 past --max-ulp.") { input, data, steps, maxUlp, device, update };
         common.AddTo(command);
         command.SetAction(r => io.Guard(() =>
         {
@@ -28,7 +29,7 @@ public static class VerifyCommand
             var run = common.RunOptions(r, r.GetValue(steps));
             var plan = dataset.Plan(run.BatchSize, run.Shuffle, run.Seed);
             var inputs = TrainingRun.InputSpecs(model).Select(s => s.Name).ToList();
-            var errors = NumericsCheck.Run(model, run.Steps, i => TrainingRun.BatchAt(dataset, plan, inputs, i), r.GetValue(device));
+            var errors = NumericsCheck.Run(model, run.Steps, i => TrainingRun.BatchAt(dataset, plan, inputs, i), r.GetValue(device), update: r.GetValue(update));
 
             var limit = r.GetValue(maxUlp);
             var table = new Table().AddColumns("tensor", "max abs", "max rel", "max ULP", "");

@@ -20,6 +20,13 @@ public sealed record TrainerOptions
 
     /// <summary>Further graph outputs to read back after each step (for example gradients, for verification).</summary>
     public IReadOnlyList<string> ExtraOutputs { get; init; } = [];
+
+    /// <summary>
+    /// How the update runs: null (the default) for the fused op where it is available and the graph's standard ops
+    /// elsewhere; <see cref="UpdateMode.Fused"/> to insist on the fused op (an error where it is not available);
+    /// <see cref="UpdateMode.Graph"/> for the standard ops.
+    /// </summary>
+    public UpdateMode? Update { get; init; }
 }
 
 /// <summary>
@@ -63,6 +70,13 @@ public sealed class Trainer : IDisposable
         Info = StepModelInfo.Read(stepModel, "the model");
         Device = options.Device;
         var inits = stepModel.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var unsupported = options.Update == UpdateMode.Graph ? null : FusedUpdate.Unsupported(Info, Device);
+        if (options.Update == UpdateMode.Fused && unsupported is not null)
+            throw new OnnxAdadeltaException($"--update fused: not available for this run: {unsupported}; use --update graph.");
+        Update = options.Update == UpdateMode.Graph || unsupported is not null ? UpdateMode.Graph : UpdateMode.Fused;
+        UpdateDescription = Update == UpdateMode.Fused
+            ? $"fused ({FusedUpdate.Domain}.{FusedUpdate.OpType}, parameters and state in place)"
+            : options.Update == UpdateMode.Graph ? "graph (standard ONNX ops, state ping-pong)" : $"graph (standard ONNX ops, state ping-pong; fused unavailable: {unsupported})";
         using (var sessionOptions = OrtSessions.Options(Device))
         {
             if (options.Threads is { } threads)
@@ -70,14 +84,17 @@ public sealed class Trainer : IDisposable
                 if (threads < 1) throw new ArgumentException($"Invalid thread count: {threads} (expected at least 1).");
                 sessionOptions.IntraOpNumThreads = threads;
             }
-            _session = OrtSessions.Create(stepModel, sessionOptions, "the step model");
+            if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions);
+            _session = OrtSessions.Create(Update == UpdateMode.Fused ? FusedUpdate.Swap(stepModel) : stepModel, sessionOptions, "the step model");
         }
         _deviceMemory = OrtSessions.DeviceMemory(Device);
         _inputMetadata = _session.InputMetadata;
         _hostOutputs = [Info.Loss, .. options.ExtraOutputs];
         if (Device == Device.Cpu)
         {
-            _slots = FlatSlots(inits, inPlace: _ => false);
+            // The fused node runs after every other node that reads a parameter or slot, so those are bound in place
+            // (one buffer as input and output); the standard ops may read a parameter after writing its next value.
+            _slots = FlatSlots(inits, inPlace: s => Update == UpdateMode.Fused && s.Kind is StateKind.Parameter or StateKind.Slot);
             // The first step binds the loss and other outputs to new buffers; later steps reuse them (ping-pong bindings).
             BindGradientBuffers(inits, options.ExtraOutputs);
         }
@@ -94,6 +111,13 @@ public sealed class Trainer : IDisposable
     /// its other copy elsewhere, so read values through <see cref="ReadState"/>.
     /// </summary>
     public IReadOnlyDictionary<TensorElementType, FlatTensorBuffer> StateBuffers => _stateBuffers;
+
+    /// <summary>
+    /// Bytes of CPU memory the trainer holds for parameters and optimizer state: the flat buffers, and the second copy of
+    /// each tensor bound ping-pong (parameters and slots under the graph update; the counter and running statistics
+    /// always). 0 on other devices.
+    /// </summary>
+    public long StateMemoryBytes => _stateBuffers.Values.Concat(_spareBuffers.Values).Sum(b => b.Length * b.ElementSize);
 
     /// <summary>
     /// The gradients named in <see cref="TrainerOptions.ExtraOutputs"/> (graph outputs of a step model rewritten with
@@ -133,6 +157,12 @@ public sealed class Trainer : IDisposable
             foreach (var slice in buffer.Slices) _hostBuffers[slice.Name] = slice.Value;
         }
     }
+
+    /// <summary>How the update runs in this trainer's session.</summary>
+    public UpdateMode Update { get; }
+
+    /// <summary>The update mode in words, with the reason when the fused op was not available (for the run's output).</summary>
+    public string UpdateDescription { get; }
 
     /// <summary>The step model this trainer runs (its initializers hold the state it started from).</summary>
     public ModelProto Model { get; }

@@ -46,7 +46,7 @@ public class AdadeltaUpdateBenchmarks
     public void SetupInGraph()
     {
         var step = AdadeltaRewrite.Apply(UpdateGraphs.Build(Shape), Options);
-        _trainer = new Trainer(step);
+        _trainer = new Trainer(step, new TrainerOptions { Update = UpdateMode.Graph });
         _batch = UpdateGraphs.Batch(Shape);
     }
 

@@ -21,6 +21,8 @@
 //   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --quick      smoke run: fewer, shorter iterations
 //   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --check      each case a few steps, no BenchmarkDotNet;
 //                                                                             verifies results; exit code 1 on a mismatch
+//   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --distributed
+//                                  data-parallel training under mpirun on 1, 2 and 4 ranks (DistributedBench)
 //   Other arguments go to BenchmarkDotNet, for example: -- --filter '*FusedLoop*'
 using System.Diagnostics;
 using BenchmarkDotNet.Running;
@@ -64,6 +66,9 @@ if (wholeStep || stepCase is not null)
     }
     return 0;
 }
+
+if (rest.Remove("--distributed-rank")) return DistributedBench.Rank();
+if (rest.Remove("--distributed")) return DistributedBench.Run(Console.Out);
 
 if (check)
 {

@@ -60,14 +60,19 @@ public static class CliApp
 public sealed record CliIO(IAnsiConsole Console, TextWriter Out, TextWriter Error)
 {
     /// <summary>Runs a command body: bad input (a model, data or argument) prints one line on stderr and exits 1.</summary>
-    public int Guard(Func<int> body)
+    /// <param name="body">The command.</param>
+    /// <param name="prefix">Put before the message (a distributed job names the rank).</param>
+    public int Guard(Func<int> body, string prefix = "")
     {
         try { return body(); }
         catch (Exception e) when (e is OnnxAdadeltaException or ArgumentException or IOException or UnauthorizedAccessException)
         {
             var message = e is ArgumentException { ParamName: { } param } ? e.Message.Replace($" (Parameter '{param}')", "") : e.Message;
-            Error.WriteLine($"onnx-adadelta: error: {message.ReplaceLineEndings(" ")}");
+            Error.WriteLine($"onnx-adadelta: error: {prefix}{message.ReplaceLineEndings(" ")}");
             return 1;
         }
     }
+
+    /// <summary>The same, printing nothing on standard output (the other ranks of a distributed job); errors still show.</summary>
+    public CliIO Quiet() => new(AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(TextWriter.Null), Interactive = InteractionSupport.No, Ansi = AnsiSupport.No }), TextWriter.Null, Error);
 }

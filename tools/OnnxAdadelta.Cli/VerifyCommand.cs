@@ -24,9 +24,10 @@ public static class VerifyCommand
         var maxUlp = new Option<long>("--max-ulp") { Description = "Largest ULP distance allowed (default 0: bit-identical).", DefaultValueFactory = _ => 0 };
         var rtol = new Option<double?>("--rtol") { Description = "With --against: a step is over the tolerance only when it is also past this relative error." };
         var device = new Option<Device>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => Device.Cpu };
+        var update = new Option<UpdateMode>("--update") { Description = "graph (the model's standard ops, default) or fused (the ai.onnxadadelta.AdadeltaUpdate op the trainer swaps in).", DefaultValueFactory = _ => UpdateMode.Graph };
         var common = new DataFlags();
         var command = new Command("verify", "Run ONNX Runtime and the C# reference Adadelta on the same gradients, or compare both with a trajectory recorded by another framework (--against); report abs, rel and ULP error; exit 1 past the tolerance.")
-            { input, data, steps, against, maxUlp, rtol, device };
+            { input, data, steps, against, maxUlp, rtol, device, update };
         common.AddTo(command);
         command.SetAction(r => io.Guard(() =>
         {
@@ -39,7 +40,7 @@ public static class VerifyCommand
             var run = common.RunOptions(r, stepCount);
             var plan = dataset.Plan(run.BatchSize, run.Shuffle, run.Seed);
             var inputs = TrainingRun.InputSpecs(model).Select(s => s.Name).ToList();
-            var errors = NumericsCheck.Run(model, run.Steps, i => TrainingRun.BatchAt(dataset, plan, inputs, i), r.GetValue(device));
+            var errors = NumericsCheck.Run(model, run.Steps, i => TrainingRun.BatchAt(dataset, plan, inputs, i), r.GetValue(device), update: r.GetValue(update));
 
             var table = new Table().AddColumns("tensor", "max abs", "max rel", "max ULP", "");
             foreach (var e in errors)

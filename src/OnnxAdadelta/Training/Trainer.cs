@@ -33,6 +33,13 @@ public sealed record TrainerOptions
     /// <c>EnableCpuMemArena</c> or config entries such as <c>session.intra_op.allow_spinning</c>. Null keeps them.
     /// </summary>
     public Action<SessionOptions>? ConfigureSession { get; init; }
+
+    /// <summary>
+    /// How the update runs: null (the default) for the fused op where it is available and the graph's standard ops
+    /// elsewhere; <see cref="UpdateMode.Fused"/> to insist on the fused op (an error where it is not available);
+    /// <see cref="UpdateMode.Graph"/> for the standard ops.
+    /// </summary>
+    public UpdateMode? Update { get; init; }
 }
 
 /// <summary>
@@ -62,6 +69,9 @@ public sealed class Trainer : IDisposable
     private readonly Dictionary<string, OrtValue> _hostBuffers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (long[] Shape, OrtValue Value)> _dataBuffers = new(StringComparer.Ordinal);
     private readonly IReadOnlyDictionary<string, NodeMetadata> _inputMetadata;
+    private readonly Dictionary<TensorElementType, FlatTensorBuffer> _stateBuffers = [];
+    private readonly Dictionary<TensorElementType, FlatTensorBuffer> _spareBuffers = [];
+    private readonly Dictionary<TensorElementType, FlatTensorBuffer> _gradientBuffers = [];
     private OrtIoBinding[]? _pingPong;
     private int _parity;
     private string? _profilePath;
@@ -75,6 +85,13 @@ public sealed class Trainer : IDisposable
         Info = StepModelInfo.Read(Model, "the model");
         Device = options.Device;
         var inits = StepModelState.Values(Model, Info);
+        var unsupported = options.Update == UpdateMode.Graph ? null : FusedUpdate.Unsupported(Info, Device);
+        if (options.Update == UpdateMode.Fused && unsupported is not null)
+            throw new OnnxAdadeltaException($"--update fused: not available for this run: {unsupported}; use --update graph.");
+        Update = options.Update == UpdateMode.Graph || unsupported is not null ? UpdateMode.Graph : UpdateMode.Fused;
+        UpdateDescription = Update == UpdateMode.Fused
+            ? $"fused ({FusedUpdate.Domain}.{FusedUpdate.OpType}, parameters and state in place)"
+            : options.Update == UpdateMode.Graph ? "graph (standard ONNX ops, state ping-pong)" : $"graph (standard ONNX ops, state ping-pong; fused unavailable: {unsupported})";
         using (var sessionOptions = OrtSessions.Options(Device))
         {
             if (options.Threads is { } threads)
@@ -93,12 +110,25 @@ public sealed class Trainer : IDisposable
                 sessionOptions.ProfileOutputPathPrefix = Path.Combine(dir, $".{Path.GetFileName(_profilePath)}.{Environment.ProcessId}.ort-profile");
             }
             options.ConfigureSession?.Invoke(sessionOptions);
-            _session = OrtSessions.Create(StepModelState.WithoutValues(Model, Info), sessionOptions, "the step model");
+            if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions);
+            var sessionModel = StepModelState.WithoutValues(Model, Info);
+            _session = OrtSessions.Create(Update == UpdateMode.Fused ? FusedUpdate.Swap(sessionModel) : sessionModel, sessionOptions, "the step model");
         }
         _deviceMemory = OrtSessions.DeviceMemory(Device);
         _inputMetadata = _session.InputMetadata;
-        _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), Device == Device.Cpu)).ToArray();
         _hostOutputs = [Info.Loss, .. options.ExtraOutputs];
+        if (Device == Device.Cpu)
+        {
+            // The fused node runs after every other node that reads a parameter or slot, so those are bound in place
+            // (one buffer as input and output); the standard ops may read a parameter after writing its next value.
+            _slots = FlatSlots(inits, inPlace: s => Update == UpdateMode.Fused && s.Kind is StateKind.Parameter or StateKind.Slot);
+            // The first step binds the loss and other outputs to new buffers; later steps reuse them (ping-pong bindings).
+            BindGradientBuffers(inits, options.ExtraOutputs);
+        }
+        else
+        {
+            _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), false)).ToArray();
+        }
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
         if (Iteration < 0)
         {
@@ -127,6 +157,65 @@ public sealed class Trainer : IDisposable
         }
         return target;
     }
+
+    /// <summary>
+    /// The state in CPU memory, one <see cref="FlatTensorBuffer"/> per element type (float32, float16, bfloat16, int64)
+    /// holding every state tensor of that type under its input name; empty on other devices. State bound ping-pong has
+    /// its other copy elsewhere, so read values through <see cref="ReadState"/>.
+    /// </summary>
+    public IReadOnlyDictionary<TensorElementType, FlatTensorBuffer> StateBuffers => _stateBuffers;
+
+    /// <summary>
+    /// Bytes of CPU memory the trainer holds for parameters and optimizer state: the flat buffers, and the second copy of
+    /// each tensor bound ping-pong (parameters and slots under the graph update; the counter and running statistics
+    /// always). 0 on other devices.
+    /// </summary>
+    public long StateMemoryBytes => _stateBuffers.Values.Concat(_spareBuffers.Values).Sum(b => b.Length * b.ElementSize);
+
+    /// <summary>
+    /// The gradients named in <see cref="TrainerOptions.ExtraOutputs"/> (graph outputs of a step model rewritten with
+    /// <c>KeepGradients</c>), one <see cref="FlatTensorBuffer"/> per element type, each slice named by the gradient's
+    /// output name; after each <c>Step</c> they hold that step's gradients. Empty on other devices or when no
+    /// gradient is asked for.
+    /// </summary>
+    public IReadOnlyDictionary<TensorElementType, FlatTensorBuffer> GradientBuffers => _gradientBuffers;
+
+    // Every state tensor in a flat buffer of its type; those not bound in place get a second copy in a spare buffer.
+    private Slot[] FlatSlots(IReadOnlyDictionary<string, TensorProto> inits, Func<StateBinding, bool> inPlace)
+    {
+        var types = Info.State.ToDictionary(s => s.Input, s => ElementType(inits[s.Input]), StringComparer.Ordinal);
+        foreach (var group in Info.State.GroupBy(s => types[s.Input]))
+        {
+            _stateBuffers[group.Key] = new FlatTensorBuffer(group.Key, group.Select(s => (s.Input, inits[s.Input].Dims.ToArray())));
+            var spare = group.Where(s => !inPlace(s)).ToList();
+            if (spare.Count > 0) _spareBuffers[group.Key] = new FlatTensorBuffer(group.Key, spare.Select(s => (s.Input, inits[s.Input].Dims.ToArray())));
+        }
+        return Info.State.Select(s =>
+        {
+            var slice = _stateBuffers[types[s.Input]][s.Input];
+            inits[s.Input].ToRawBytes().CopyTo(slice.Bytes);
+            var spare = inPlace(s) ? slice.Value : _spareBuffers[types[s.Input]][s.Input].Value;
+            return new Slot(s, slice.Value, true) { Spare = spare };
+        }).ToArray();
+    }
+
+    // Gradients asked for as extra outputs are written straight into flat buffers (the parameter's shape and type).
+    private void BindGradientBuffers(IReadOnlyDictionary<string, TensorProto> inits, IReadOnlyList<string> extraOutputs)
+    {
+        var gradients = Info.Gradients.Where(g => extraOutputs.Contains(g.Value)).ToList();
+        foreach (var group in gradients.GroupBy(g => ElementType(inits[g.Key])))
+        {
+            var buffer = new FlatTensorBuffer(group.Key, group.Select(g => (g.Value, inits[g.Key].Dims.ToArray())));
+            _gradientBuffers[group.Key] = buffer;
+            foreach (var slice in buffer.Slices) _hostBuffers[slice.Name] = slice.Value;
+        }
+    }
+
+    /// <summary>How the update runs in this trainer's session.</summary>
+    public UpdateMode Update { get; }
+
+    /// <summary>The update mode in words, with the reason when the fused op was not available (for the run's output).</summary>
+    public string UpdateDescription { get; }
 
     /// <summary>The step model this trainer runs, in format 2 (its initializers hold the state it started from; see <see cref="StepModelState"/>).</summary>
     public ModelProto Model { get; }
@@ -349,6 +438,15 @@ public sealed class Trainer : IDisposable
         return model;
     }
 
+    private static TensorElementType ElementType(TensorProto t) => (DataType)t.DataType switch
+    {
+        DataType.Float => TensorElementType.Float,
+        DataType.Float16 => TensorElementType.Float16,
+        DataType.Bfloat16 => TensorElementType.BFloat16,
+        DataType.Int64 => TensorElementType.Int64,
+        var other => throw new OnnxAdadeltaException($"State tensor '{t.Name}' is {other}; float32, float16, bfloat16 or int64 expected."),
+    };
+
     private static OrtValue ToOrtValue(TensorProto t)
     {
         var type = (DataType)t.DataType switch
@@ -380,8 +478,15 @@ public sealed class Trainer : IDisposable
             File.Delete(Path.GetFullPath(_session.EndProfiling()));
         }
         DisposePingPong();
-        foreach (var s in _slots) { s.Current.Dispose(); s.Spare?.Dispose(); }
-        foreach (var v in _hostBuffers.Values) v.Dispose();
+        var flat = _stateBuffers.Values.Concat(_spareBuffers.Values).Concat(_gradientBuffers.Values).ToList();
+        var owned = flat.SelectMany(b => b.Slices).Select(s => s.Value).ToHashSet(ReferenceEqualityComparer.Instance);
+        foreach (var s in _slots)
+        {
+            if (!owned.Contains(s.Current)) s.Current.Dispose();
+            if (s.Spare is not null && !owned.Contains(s.Spare)) s.Spare.Dispose();
+        }
+        foreach (var v in _hostBuffers.Values) if (!owned.Contains(v)) v.Dispose();
+        foreach (var b in flat) b.Dispose();
         foreach (var (_, v) in _dataBuffers.Values) v.Dispose();
         _run.Dispose();
         _session.Dispose();

@@ -17,7 +17,7 @@ internal static class TestData
 
     /// <summary>The same graph rewritten with <paramref name="options"/> (defaults: lr 1.0 so that parameters move visibly).</summary>
     public static ModelProto StepModel(AdadeltaOptions? options = null, RewriteOptions? rewrite = null) =>
-        AdadeltaRewrite.Apply(TrainingGraph(), options ?? new AdadeltaOptions(learningRate: 1.0), rewrite);
+        AdadeltaRewrite.Apply(TrainingGraph(), options ?? new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }, rewrite);
 
     /// <summary>A random, learnable classification batch: X uniform in [-1, 1]; the label is the class c whose features
     /// f ≡ c (mod classes) have the largest sum.</summary>

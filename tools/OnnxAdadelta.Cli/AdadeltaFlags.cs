@@ -58,14 +58,31 @@ public sealed class AdadeltaFlags
             throw new ArgumentException("--lr and --schedule cannot both be given: the schedule sets the learning rate.");
         var preset = r.GetValue(_preset) is { } p ? AdadeltaPreset.Parse(p) : null;
         ILearningRateSchedule rate = schedule is not null ? LearningRateSchedules.Parse(schedule)
-            : new AdadeltaOptions(learningRate: lr ?? preset?.LearningRate ?? AdadeltaOptions.DefaultLearningRate).LearningRate;
-        return new AdadeltaOptions(rate, r.GetValue(_rho) ?? preset?.Rho ?? AdadeltaOptions.DefaultRho,
-            r.GetValue(_epsilon) ?? preset?.Epsilon ?? AdadeltaOptions.DefaultEpsilon,
-            r.GetValue(_name) ?? AdadeltaOptions.DefaultName, r.GetValue(_clipNorm), r.GetValue(_clipValue), r.GetValue(_globalClipNorm),
-            r.GetValue(_weightDecay), r.GetValue(_l2), r.GetValue(_exclude) ?? [], r.GetValue(_maximize), r.GetValue(_decay), r.GetValue(_lossScale),
-            r.GetValue(_useEma), r.GetValue(_emaMomentum), r.GetValue(_emaOverwrite), r.GetValue(_accumulation),
-            (r.GetValue(_group) ?? []).Select(ParameterGroup.Parse).ToList(), r.GetValue(_frozen) ?? [],
-            r.GetValue(_fp32State), r.GetValue(_masterWeights));
+            : new ConstantLearningRate(lr ?? preset?.LearningRate ?? AdadeltaOptions.DefaultLearningRate);
+        return new AdadeltaOptions
+        {
+            LearningRate = rate,
+            Rho = r.GetValue(_rho) ?? preset?.Rho ?? AdadeltaOptions.DefaultRho,
+            Epsilon = r.GetValue(_epsilon) ?? preset?.Epsilon ?? AdadeltaOptions.DefaultEpsilon,
+            Name = r.GetValue(_name) ?? AdadeltaOptions.DefaultName,
+            ClipNorm = r.GetValue(_clipNorm),
+            ClipValue = r.GetValue(_clipValue),
+            GlobalClipNorm = r.GetValue(_globalClipNorm),
+            WeightDecay = r.GetValue(_weightDecay),
+            L2 = r.GetValue(_l2),
+            ExcludeFromWeightDecay = r.GetValue(_exclude) ?? [],
+            Maximize = r.GetValue(_maximize),
+            Decay = r.GetValue(_decay),
+            LossScaleFactor = r.GetValue(_lossScale),
+            UseEma = r.GetValue(_useEma),
+            EmaMomentum = r.GetValue(_emaMomentum),
+            EmaOverwriteFrequency = r.GetValue(_emaOverwrite),
+            GradientAccumulationSteps = r.GetValue(_accumulation),
+            Groups = (r.GetValue(_group) ?? []).Select(ParameterGroup.Parse).ToList(),
+            Frozen = r.GetValue(_frozen) ?? [],
+            Fp32State = r.GetValue(_fp32State),
+            MasterWeights = r.GetValue(_masterWeights),
+        }.Validate();
     }
 
     /// <summary>How the rewrite finds gradients and parameter values.</summary>

@@ -24,6 +24,8 @@ public static class AdadeltaRewrite
     /// <exception cref="OnnxAdadeltaException">The graph breaks the input contract; the message names the culprit.</exception>
     public static ModelProto Apply(ModelProto training, AdadeltaOptions options, RewriteOptions? rewrite = null)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
         rewrite ??= new RewriteOptions();
         if (StepModelInfo.TryRead(training) is not null)
             throw new OnnxAdadeltaException("The model is already a training-step model; rewrite takes a training graph.");
@@ -142,7 +144,7 @@ public static class AdadeltaRewrite
             DataInputs = found.DataInputs,
             State = state,
             Gradients = found.Parameters.ToDictionary(p => p.Name, p => p.Gradient),
-            Optimizer = OptimizerRecord.From(options),
+            Optimizer = options,
             InferenceValues = analyzed.Info.InferenceValues,
         }.WriteTo(model);
         foreach (var entry in model.MetadataProps.Where(p => p.Key == TrainingGraphInfo.MetadataKey).ToList()) model.MetadataProps.Remove(entry);

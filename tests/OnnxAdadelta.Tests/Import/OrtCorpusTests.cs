@@ -174,7 +174,7 @@ public class OrtCorpusTests(ITestOutputHelper output) : IDisposable
 
     private void AssertTrains(ModelProto training, Dictionary<string, (Array Values, long[] Shape)> batch, int steps)
     {
-        using var trainer = new Trainer(AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0)));
+        using var trainer = new Trainer(AdadeltaRewrite.Apply(training, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }));
         var raw = Raw(batch);
         float first = trainer.Step(raw), last = first;
         for (int i = 1; i < steps; i++) last = trainer.Step(raw);

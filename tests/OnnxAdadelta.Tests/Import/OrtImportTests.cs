@@ -62,7 +62,7 @@ public class OrtImportTests : IDisposable
     [Fact]
     public void TheImportedGraphTrainsWithAdadelta()
     {
-        var step = AdadeltaRewrite.Apply(OrtArtifactImport.Import(LinearRegression(), WithParams("W", "b")), new AdadeltaOptions(learningRate: 1.0));
+        var step = AdadeltaRewrite.Apply(OrtArtifactImport.Import(LinearRegression(), WithParams("W", "b")), new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
         using var trainer = new Trainer(step);
         var batch = Raw(LinearBatch(rows: 32));
         float first = trainer.Step(batch), last = first;

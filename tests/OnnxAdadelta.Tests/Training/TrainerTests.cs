@@ -11,7 +11,7 @@ public class TrainerTests
     [Fact]
     public void LossGoesDown()
     {
-        using var trainer = new Trainer(TestData.StepModel(new AdadeltaOptions(learningRate: 1.0)));
+        using var trainer = new Trainer(TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }));
         var batch = TestData.Batch(1, rows: 64);
         var first = trainer.Step(batch);
         float last = first;
@@ -23,7 +23,7 @@ public class TrainerTests
     public void ResumingFromACheckpointIsExact()
     {
         const int k = 40;
-        var step = TestData.StepModel(new AdadeltaOptions(learningRate: 1.0, clipNorm: 0.5));
+        var step = TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipNorm = 0.5 });
         using var tmp = new TestData.TempDir();
 
         using var straight = new Trainer(step);
@@ -58,7 +58,7 @@ public class TrainerTests
     [Fact]
     public void ExportKeepsTheForwardPartWithTrainedParameters()
     {
-        using var trainer = new Trainer(TestData.StepModel(new AdadeltaOptions(learningRate: 1.0)));
+        using var trainer = new Trainer(TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }));
         for (int i = 0; i < 10; i++) trainer.Step(TestData.Batch(i));
         var checkpoint = trainer.Checkpoint();
         var inference = InferenceExport.Export(checkpoint);

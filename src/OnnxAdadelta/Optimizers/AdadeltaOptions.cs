@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using OnnxAdadelta.Graphs;
 
 namespace OnnxAdadelta.Optimizers;
 
@@ -196,7 +197,7 @@ public sealed record AdadeltaOptions
     }
 
     /// <summary>The float32 learning rate at <paramref name="iteration"/>, computed by the C# reference arithmetic.</summary>
-    public float LearningRateAt(long iteration) => LearningRateAt(Reference.ArrayMath.Instance, [(float)iteration])[0];
+    public float LearningRateAt(long iteration) => LearningRateAt(ArrayMath.Instance, [(float)iteration])[0];
 
     /// <summary>The update as a chain of pieces, applied in order to each parameter's gradient.</summary>
     /// <remarks>

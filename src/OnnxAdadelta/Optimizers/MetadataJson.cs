@@ -6,13 +6,12 @@ using System.Text.Json.Serialization.Metadata;
 namespace OnnxAdadelta.Optimizers;
 
 /// <summary>
-/// The JSON of the records kept in <c>metadata_props</c> (<see cref="StepModelInfo"/>, <see cref="TrainingGraphInfo"/>),
-/// generated at build time so that the library needs no reflection and stays trim- and AOT-safe: snake_case names,
+/// The JSON of the step-model contract kept in <c>metadata_props</c> (<see cref="StepModelInfo"/>, with the
+/// <see cref="AdadeltaOptions"/> record inside), generated at build time so that the library needs no reflection and stays trim- and AOT-safe: snake_case names,
 /// enums as strings, no indentation.
 /// </summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, UseStringEnumConverter = true, WriteIndented = false)]
 [JsonSerializable(typeof(StepModelInfo))]
-[JsonSerializable(typeof(TrainingGraphInfo))]
 internal sealed partial class MetadataJson : JsonSerializerContext
 {
     private static JsonSerializerOptions? s_compact;

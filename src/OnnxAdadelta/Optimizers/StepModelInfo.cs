@@ -1,6 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 
 namespace OnnxAdadelta.Optimizers;
 
@@ -63,7 +63,7 @@ public sealed record StepModelInfo
 
     /// <summary>
     /// Values computed differently in training (random dropout, batch statistics): export replaces each key by the value
-    /// it maps to (left out when none; see <see cref="TrainingGraphInfo.InferenceValues"/>).
+    /// it maps to (left out when none; see <see cref="Graphs.TrainingGraphInfo.InferenceValues"/>).
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyDictionary<string, string>? InferenceValues { get; init; }

@@ -1,10 +1,11 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Training;
 

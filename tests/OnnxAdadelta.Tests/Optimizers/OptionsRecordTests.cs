@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Optimizers;
-using OnnxAdadelta.Reference;
+using OnnxAdadelta.Training;
 
 namespace OnnxAdadelta.Tests.Optimizers;
 

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 
-namespace OnnxAdadelta.Optimizers;
+namespace OnnxAdadelta.Graphs;
 
 /// <summary>
 /// A tensor the forward pass of a training graph updates (a BatchNormalization running mean or variance): the graph
@@ -21,6 +21,9 @@ public sealed record BufferBinding(string Input, string Output);
 /// </summary>
 public sealed record TrainingGraphInfo
 {
+    /// <summary>Suffix of the output that carries a state tensor's (or buffer's) next value in a step model.</summary>
+    public const string NextSuffix = ".next";
+
     /// <summary>The metadata key that holds this record as JSON.</summary>
     public const string MetadataKey = "onnx_adadelta.training_graph";
 
@@ -51,7 +54,7 @@ public sealed record TrainingGraphInfo
     public void WriteTo(ModelProto model)
     {
         foreach (var p in model.MetadataProps.Where(p => p.Key == MetadataKey).ToList()) model.MetadataProps.Remove(p);
-        if (!IsEmpty) model.MetadataProps.Add(new StringStringEntryProto { Key = MetadataKey, Value = JsonSerializer.Serialize(this, MetadataJson.Of<TrainingGraphInfo>()) });
+        if (!IsEmpty) model.MetadataProps.Add(new StringStringEntryProto { Key = MetadataKey, Value = JsonSerializer.Serialize(this, TrainingGraphJson.Default.TrainingGraphInfo) });
     }
 
     /// <summary>The record stored in <paramref name="model"/>, or an empty one.</summary>
@@ -60,7 +63,12 @@ public sealed record TrainingGraphInfo
     {
         var entry = model.MetadataProps.FirstOrDefault(p => p.Key == MetadataKey);
         if (entry is null) return new TrainingGraphInfo();
-        try { return JsonSerializer.Deserialize(entry.Value, MetadataJson.Of<TrainingGraphInfo>()) ?? new TrainingGraphInfo(); }
+        try { return JsonSerializer.Deserialize(entry.Value, TrainingGraphJson.Default.TrainingGraphInfo) ?? new TrainingGraphInfo(); }
         catch (JsonException e) { throw new OnnxAdadeltaException($"metadata '{MetadataKey}' is not valid: {e.Message}", e); }
     }
 }
+
+/// <summary>The JSON of <see cref="TrainingGraphInfo"/>, generated at build time (no reflection: trim- and AOT-safe).</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = false)]
+[JsonSerializable(typeof(TrainingGraphInfo))]
+internal sealed partial class TrainingGraphJson : JsonSerializerContext;

@@ -18,7 +18,7 @@ internal static class TestData
 
     /// <summary>The same graph rewritten with <paramref name="options"/> (defaults: lr 1.0 so that parameters move visibly).</summary>
     public static ModelProto StepModel(AdadeltaOptions? options = null, RewriteOptions? rewrite = null) =>
-        AdadeltaRewrite.Apply(TrainingGraph(), options ?? new AdadeltaOptions(learningRate: 1.0), rewrite);
+        AdadeltaRewrite.Apply(TrainingGraph(), options ?? new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }, rewrite);
 
     /// <summary>
     /// A step model's or checkpoint's initializers by name, with each state input's value (which format 2 keeps under

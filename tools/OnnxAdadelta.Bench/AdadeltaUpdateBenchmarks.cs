@@ -20,7 +20,7 @@ public class AdadeltaUpdateBenchmarks
     private float _lr, _rho, _oneMinusRho, _eps;
 
     /// <summary>The optimizer settings of both cases (Keras defaults, learning rate 0.001).</summary>
-    public static AdadeltaOptions Options { get; } = new(learningRate: 0.001);
+    public static AdadeltaOptions Options { get; } = new() { LearningRate = new ConstantLearningRate(0.001) };
 
     /// <summary>The shapes benchmarked: <see cref="UpdateShape.All"/>.</summary>
     public static IEnumerable<UpdateShape> Shapes => UpdateShape.All;
@@ -59,9 +59,9 @@ public class AdadeltaUpdateBenchmarks
         _accumGrad = Enumerable.Range(0, Shape.Tensors).Select(_ => new float[Shape.Elements]).ToArray();
         _accumVar = Enumerable.Range(0, Shape.Tensors).Select(_ => new float[Shape.Elements]).ToArray();
         _lr = Options.LearningRate.Evaluate(0);
-        _rho = Options.Rho;
-        _oneMinusRho = 1f - Options.Rho;
-        _eps = Options.Epsilon;
+        _rho = (float)Options.Rho;
+        _oneMinusRho = 1f - (float)Options.Rho;
+        _eps = (float)Options.Epsilon;
     }
 
     /// <summary>Disposes the trainer (its ORT session and buffers) and drops the loop's arrays.</summary>

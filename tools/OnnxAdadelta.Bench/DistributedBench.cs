@@ -102,7 +102,7 @@ internal static class DistributedBench
         foreach (var name in new[] { "mlp", "cnn" })
         {
             var inference = ModelIO.Load($"models/digits-{name}.onnx");
-            var step = AdadeltaRewrite.Apply(GradientGraphBuilder.Build(inference, new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" }), new AdadeltaOptions(learningRate: 1.0));
+            var step = AdadeltaRewrite.Apply(GradientGraphBuilder.Build(inference, new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" }), new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
             var data = Dataset.Open("models/data/digits-train.npz", TrainingRun.InputSpecs(step));
             var run = new TrainingRunOptions { Steps = Steps, BatchSize = 64, Shuffle = true, Seed = 5 };
             using var trainer = new DistributedTrainer(step, mpi, new DistributedOptions { Threads = 1 });

@@ -36,7 +36,7 @@ public sealed record StepCase(string Name, string Description, int BatchSize, Fu
     public static ModelProto StepModel(ModelProto inference) =>
         AdadeltaRewrite.Apply(
             GradientGraphBuilder.Build(inference, new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" }),
-            new AdadeltaOptions(learningRate: 1.0));
+            new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
 
     /// <summary>
     /// A perceptron X float[batch, widths[0]] → (Gemm → Relu)… → Gemm → logits float[batch, widths[^1]], He-uniform

@@ -64,14 +64,32 @@ public sealed class AdadeltaFlags
         if (lr is null && schedule is null && preset is null && defaults.LearningRate is null)
             throw new ArgumentException($"--variant {AdadeltaVariants.Name(variant)} has no default learning rate (optax.adadelta needs one): give --lr or --schedule.");
         ILearningRateSchedule rate = schedule is not null ? LearningRateSchedules.Parse(schedule)
-            : new AdadeltaOptions(learningRate: lr ?? preset?.LearningRate ?? defaults.LearningRate!.Value).LearningRate;
-        return new AdadeltaOptions(rate, r.GetValue(_rho) ?? preset?.Rho ?? defaults.Rho,
-            r.GetValue(_epsilon) ?? preset?.Epsilon ?? defaults.Epsilon,
-            r.GetValue(_name) ?? AdadeltaOptions.DefaultName, r.GetValue(_clipNorm), r.GetValue(_clipValue), r.GetValue(_globalClipNorm),
-            r.GetValue(_weightDecay), r.GetValue(_l2), r.GetValue(_exclude) ?? [], r.GetValue(_maximize), r.GetValue(_decay), r.GetValue(_lossScale),
-            r.GetValue(_useEma), r.GetValue(_emaMomentum), r.GetValue(_emaOverwrite), r.GetValue(_accumulation),
-            (r.GetValue(_group) ?? []).Select(ParameterGroup.Parse).ToList(), r.GetValue(_frozen) ?? [],
-            r.GetValue(_fp32State), r.GetValue(_masterWeights)) { Variant = variant };
+            : new ConstantLearningRate(lr ?? preset?.LearningRate ?? defaults.LearningRate!.Value);
+        return new AdadeltaOptions
+        {
+            LearningRate = rate,
+            Rho = r.GetValue(_rho) ?? preset?.Rho ?? defaults.Rho,
+            Epsilon = r.GetValue(_epsilon) ?? preset?.Epsilon ?? defaults.Epsilon,
+            Name = r.GetValue(_name) ?? AdadeltaOptions.DefaultName,
+            ClipNorm = r.GetValue(_clipNorm),
+            ClipValue = r.GetValue(_clipValue),
+            GlobalClipNorm = r.GetValue(_globalClipNorm),
+            WeightDecay = r.GetValue(_weightDecay),
+            L2 = r.GetValue(_l2),
+            ExcludeFromWeightDecay = r.GetValue(_exclude) ?? [],
+            Maximize = r.GetValue(_maximize),
+            Decay = r.GetValue(_decay),
+            LossScaleFactor = r.GetValue(_lossScale),
+            UseEma = r.GetValue(_useEma),
+            EmaMomentum = r.GetValue(_emaMomentum),
+            EmaOverwriteFrequency = r.GetValue(_emaOverwrite),
+            GradientAccumulationSteps = r.GetValue(_accumulation),
+            Groups = (r.GetValue(_group) ?? []).Select(ParameterGroup.Parse).ToList(),
+            Frozen = r.GetValue(_frozen) ?? [],
+            Fp32State = r.GetValue(_fp32State),
+            MasterWeights = r.GetValue(_masterWeights),
+            Variant = variant,
+        }.Validate();
     }
 
     /// <summary>How the rewrite finds gradients and parameter values.</summary>

@@ -23,7 +23,7 @@ public static class DistributedRun
         ArgumentNullException.ThrowIfNull(data);
         ArgumentOutOfRangeException.ThrowIfNegative(options.Steps);
         var plan = data.Plan(options.BatchSize, options.Shuffle, options.Seed);
-        var optimizer = trainer.Info.Optimizer.ToOptions();
+        var optimizer = trainer.Info.Optimizer;
         var inputs = trainer.Info.DataInputs;
         var clock = Stopwatch.StartNew();
         for (int step = 1; step <= options.Steps; step++)

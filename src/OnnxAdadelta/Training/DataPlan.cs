@@ -23,7 +23,6 @@ public sealed record DataPlan(string File, long Bytes, string Sha256, int BatchS
     /// <summary>The <c>metadata_props</c> key a checkpoint keeps the plan under.</summary>
     public const string MetadataKey = "onnx_adadelta.data_plan";
 
-    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     /// <summary>The plan of a run over the data file <paramref name="path"/> with the batches of <paramref name="plan"/>.</summary>
     public static DataPlan Of(string path, BatchPlan plan)
@@ -46,7 +45,7 @@ public sealed record DataPlan(string File, long Bytes, string Sha256, int BatchS
         if (entry is null) return null;
         try
         {
-            return JsonSerializer.Deserialize<DataPlan>(entry.Value, Json) is { File: not null, Sha256: not null } plan
+            return JsonSerializer.Deserialize(entry.Value, DataPlanJson.Default.DataPlan) is { File: not null, Sha256: not null } plan
                 ? plan
                 : throw new JsonException("missing fields");
         }
@@ -62,7 +61,7 @@ public sealed record DataPlan(string File, long Bytes, string Sha256, int BatchS
     {
         ArgumentNullException.ThrowIfNull(model);
         foreach (var old in model.MetadataProps.Where(p => p.Key == MetadataKey).ToList()) model.MetadataProps.Remove(old);
-        model.MetadataProps.Add(new StringStringEntryProto { Key = MetadataKey, Value = JsonSerializer.Serialize(this, Json) });
+        model.MetadataProps.Add(new StringStringEntryProto { Key = MetadataKey, Value = JsonSerializer.Serialize(this, DataPlanJson.Default.DataPlan) });
     }
 
     /// <summary>What changed from this (recorded) plan to <paramref name="now"/>, one phrase each; empty when nothing did.</summary>
@@ -87,3 +86,8 @@ public sealed record DataPlan(string File, long Bytes, string Sha256, int BatchS
         $"{source} was trained with another data plan: {string.Join("; ", changes)}; " +
         "resuming breaks the exact-resume guarantee (the batches differ from an uninterrupted run's)";
 }
+
+/// <summary>The data plan's metadata entry, serialized without reflection (AOT- and trim-safe).</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(DataPlan))]
+internal sealed partial class DataPlanJson : JsonSerializerContext;

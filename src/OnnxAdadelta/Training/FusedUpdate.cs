@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using OnnxAdadelta.Onnx.Proto;
@@ -47,12 +48,11 @@ public static class FusedUpdate
     /// <summary>The node attribute holding the <see cref="Config"/> as JSON.</summary>
     public const string ConfigAttribute = "config";
 
-    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     /// <summary>What one fused node updates.</summary>
     /// <param name="Optimizer">The optimizer's arguments.</param>
     /// <param name="Parameters">The parameters, in input order.</param>
-    public sealed record Config(OptimizerRecord Optimizer, IReadOnlyList<ConfigParameter> Parameters);
+    public sealed record Config(AdadeltaOptions Optimizer, IReadOnlyList<ConfigParameter> Parameters);
 
     /// <summary>One parameter of a fused node.</summary>
     /// <param name="Name">The parameter (group patterns and exclusions match it).</param>
@@ -63,7 +63,7 @@ public static class FusedUpdate
     public static string? Unsupported(StepModelInfo info, Device device)
     {
         if (device != Device.Cpu) return $"the fused op has no {device} kernel that has been verified on a GPU";
-        var options = info.Optimizer.ToOptions();
+        var options = info.Optimizer;
         try
         {
             foreach (var p in info.Parameters) UpdateProgram.Record(options, p);
@@ -79,7 +79,7 @@ public static class FusedUpdate
     public static ModelProto Swap(ModelProto stepModel)
     {
         var info = StepModelInfo.Read(stepModel, "the step model");
-        var options = info.Optimizer.ToOptions();
+        var options = info.Optimizer;
         var chainSlots = UpdateChain.Slots(options.Chain());
         foreach (var p in info.Parameters) UpdateProgram.Record(options, p);
 
@@ -119,7 +119,7 @@ public static class FusedUpdate
         var fused = new NodeProto { OpType = OpType, Domain = Domain, Name = $"{info.Optimizer.Name}/{OpType}" };
         fused.Input.AddRange(inputs);
         fused.Output.AddRange(outputs);
-        fused.Attribute.Add(GraphBuilder.Attr(ConfigAttribute, JsonSerializer.Serialize(new Config(info.Optimizer, parameters), Json)));
+        fused.Attribute.Add(GraphBuilder.Attr(ConfigAttribute, JsonSerializer.Serialize(new Config(info.Optimizer, parameters), FusedUpdateJson.Default.Config)));
         fused.Attribute.Add(GraphBuilder.Attr(CustomOpDefinition.OutputSourcesAttribute, sources.ToArray()));
         graph.Node.Add(fused);
         if (!model.OpsetImport.Any(o => o.Domain == Domain)) model.OpsetImport.Add(new OperatorSetIdProto { Domain = Domain, Version = 1 });
@@ -147,8 +147,8 @@ public static class FusedUpdate
 
         public CpuKernel(string config)
         {
-            var c = JsonSerializer.Deserialize<Config>(config, Json) ?? throw new OnnxAdadeltaException($"{OpType}: attribute '{ConfigAttribute}' is empty.");
-            var options = c.Optimizer.ToOptions();
+            var c = JsonSerializer.Deserialize(config, FusedUpdateJson.Default.Config) ?? throw new OnnxAdadeltaException($"{OpType}: attribute '{ConfigAttribute}' is empty.");
+            var options = c.Optimizer.Validate();
             _parameters = [.. c.Parameters];
             _programs = _parameters.Select(p => UpdateProgram.Record(options, p.Name)).ToArray();
             _scalars = _programs.Select(p => new float[p.ScalarRegisters]).ToArray();
@@ -254,3 +254,8 @@ public static class FusedUpdate
         }
     }
 }
+
+/// <summary>The fused node's configuration attribute, serialized without reflection (AOT- and trim-safe).</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, UseStringEnumConverter = true)]
+[JsonSerializable(typeof(FusedUpdate.Config))]
+internal sealed partial class FusedUpdateJson : JsonSerializerContext;

@@ -41,7 +41,7 @@ public static class NumericsCheck
         var inits = StepModelState.Values(model, info);
         var parameters = info.Parameters.ToDictionary(p => p, p => MixedPrecision.ToFloats(inits[p]), StringComparer.Ordinal);
         var types = info.Parameters.ToDictionary(p => p, p => (DataType)inits[p].DataType, StringComparer.Ordinal);
-        var reference = new ReferenceAdadelta(info.Optimizer.ToOptions(), parameters, inits[info.Iterations.Input].ToInt64Array()[0], types);
+        var reference = new ReferenceAdadelta(info.Optimizer, parameters, inits[info.Iterations.Input].ToInt64Array()[0], types);
         var slots = info.State.Where(s => s.Kind == StateKind.Slot).ToList();
         foreach (var s in slots) reference.SetState(s.Parameter!, s.Slot!, MixedPrecision.ToFloats(inits[s.Input]));
 

@@ -60,7 +60,7 @@ public static class TrainingRun
     {
         ArgumentOutOfRangeException.ThrowIfNegative(options.Steps);
         var plan = data.Plan(options.BatchSize, options.Shuffle, options.Seed);
-        var optimizer = trainer.Info.Optimizer.ToOptions();
+        var optimizer = trainer.Info.Optimizer;
         var clock = Stopwatch.StartNew();
         for (int step = 1; step <= options.Steps; step++)
         {

@@ -110,7 +110,7 @@ public static class TrajectoryCheck
         // The start: the trajectory's parameters, the model's optimizer state and counter.
         var start = values.ToDictionary(v => v.Key, v => v.Value, StringComparer.Ordinal);
         foreach (var p in parameters) start[p] = Tensors.Create(p, trajectory.Initial[p], [.. values[p].Dims]);
-        var reference = new ReferenceAdadelta(info.Optimizer.ToOptions(), parameters.ToDictionary(p => p, p => trajectory.Initial[p], StringComparer.Ordinal),
+        var reference = new ReferenceAdadelta(info.Optimizer, parameters.ToDictionary(p => p, p => trajectory.Initial[p], StringComparer.Ordinal),
             values[info.Iterations.Input].ToInt64Array()[0]);
         foreach (var s in info.State.Where(s => s.Kind == StateKind.Slot)) reference.SetState(s.Parameter!, s.Slot!, MixedPrecision.ToFloats(values[s.Input]));
 

@@ -16,7 +16,7 @@ public class DistributedTests
     internal static ModelProto DigitsStep(string model, RewriteOptions? rewrite = null) =>
         AdadeltaRewrite.Apply(
             GradientGraphBuilder.Build(ModelIO.Load(Path.Combine(RepoPaths.Models, model)), new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" }),
-            new AdadeltaOptions(learningRate: 1.0), rewrite);
+            new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }, rewrite);
 
     internal static Dataset Digits(ModelProto step) => Dataset.Open(Path.Combine(RepoPaths.Models, "data", "digits-train.npz"), TrainingRun.InputSpecs(step));
 

@@ -33,7 +33,7 @@ public class TfjsTrajectoryTests : IDisposable
     public void TfjsVariantReplaysTfjsBitForBit(string lr, string rho, string eps, int seed)
     {
         var trajectory = Record(lr, rho, eps, seed);
-        var options = new AdadeltaOptions(double.Parse(lr), double.Parse(rho), double.Parse(eps)) { Variant = AdadeltaVariant.Tfjs };
+        var options = new AdadeltaOptions { LearningRate = new ConstantLearningRate(double.Parse(lr)), Rho = double.Parse(rho), Epsilon = double.Parse(eps), Variant = AdadeltaVariant.Tfjs };
         var errors = TrajectoryCheck.Run(TestData.StepModel(options), Trajectory.Read(trajectory));
         Assert.Equal(2 * 2 * 100, errors.Count); // graph and reference, W and b, 100 steps
         Assert.All(errors, e => Assert.True(e.MaxUlp == 0, $"{e.Source} {e.Parameter} step {e.Step}: {e.MaxUlp} ULP"));

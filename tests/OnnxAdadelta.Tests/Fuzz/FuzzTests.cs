@@ -69,7 +69,7 @@ public class FuzzTests
         return new Seeds(
             ModelIO.Load(Path.Combine(RepoPaths.Models, "digits-mlp.onnx")),
             training,
-            AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0)),
+            AdadeltaRewrite.Apply(training, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }),
             File.ReadAllBytes(Path.Combine(RepoPaths.Models, "data", "digits-test.npz")));
     });
 

@@ -61,7 +61,7 @@ public class RewriteTests
     public void NamePrefixesEveryInsertedNodeAndStateTensor()
     {
         var training = TestData.TrainingGraph();
-        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions(name: "Opt"));
+        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions { Name = "Opt" });
         var originalNodes = training.Graph.Node.Select(n => n.Name).ToHashSet();
         Assert.All(step.Graph.Node.Where(n => !originalNodes.Contains(n.Name)), n => Assert.StartsWith("Opt/", n.Name));
         var originalInits = training.Graph.Initializer.Select(t => t.Name).ToHashSet();
@@ -82,7 +82,7 @@ public class RewriteTests
     public void TheStepComputesTheSameLossAndGradientsAsTheTrainingGraph()
     {
         var training = TestData.TrainingGraph();
-        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0), new RewriteOptions { KeepGradients = true });
+        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }, new RewriteOptions { KeepGradients = true });
         var batch = TestData.Batch(3);
         using var before = new InferenceSession(training.ToByteArray());
         using var x = OrtValue.CreateTensorValueFromMemory(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(batch["X"].Data).ToArray(), batch["X"].Shape);
@@ -104,7 +104,7 @@ public class RewriteTests
         // The norm is a reduction, and ORT's summation order differs from the reference's loop, so the clip factor may
         // differ by an ULP. Per step (reference resynchronized to ORT's state each step) the measured error is at most
         // a few ULP; over a 300-step trajectory at lr 1.0 those step errors add up (measured 516 ULP, 3e-5 relative).
-        var model = TestData.StepModel(new AdadeltaOptions(learningRate: 1.0, clipNorm: 0.05));
+        var model = TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipNorm = 0.05 });
         var perStep = NumericsCheck.Run(model, 300, i => TestData.Batch(i % 5), resync: true);
         Assert.All(perStep, e => Assert.True(e.MaxUlp <= 8, $"{e.Name}: {e.MaxUlp} ULP in one step"));
         var trajectory = NumericsCheck.Run(model, 300, i => TestData.Batch(i % 5));
@@ -115,7 +115,7 @@ public class RewriteTests
     [Fact]
     public void ClipvalueIsBitIdentical()
     {
-        var errors = NumericsCheck.Run(TestData.StepModel(new AdadeltaOptions(learningRate: 1.0, clipValue: 0.01)), 300, i => TestData.Batch(i % 5));
+        var errors = NumericsCheck.Run(TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipValue = 0.01 }), 300, i => TestData.Batch(i % 5));
         Assert.All(errors, e => Assert.Equal(0, e.MaxUlp));
     }
 
@@ -128,9 +128,9 @@ public class RewriteTests
             for (int i = 0; i < 5; i++) t.Step(TestData.Batch(i));
             return t.ReadState()["W"].ToFloatArray();
         }
-        var plain = Train(new AdadeltaOptions(learningRate: 1.0));
-        Assert.NotEqual(plain, Train(new AdadeltaOptions(learningRate: 1.0, clipNorm: 0.01)));
-        Assert.NotEqual(plain, Train(new AdadeltaOptions(learningRate: 1.0, clipValue: 0.001)));
+        var plain = Train(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
+        Assert.NotEqual(plain, Train(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipNorm = 0.01 }));
+        Assert.NotEqual(plain, Train(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipValue = 0.001 }));
     }
 
     [Theory]

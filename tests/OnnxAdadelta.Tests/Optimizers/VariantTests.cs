@@ -65,7 +65,7 @@ public class VariantTests
         const int n = 7, steps = 40;
         var rng = new Random(3);
         var initial = Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
-        var options = new AdadeltaOptions(lr, rho, eps) { Variant = variant };
+        var options = new AdadeltaOptions { LearningRate = new ConstantLearningRate(lr), Rho = rho, Epsilon = eps, Variant = variant };
         var reference = new ReferenceAdadelta(options, new Dictionary<string, float[]> { ["p"] = initial });
         using var trainer = new Trainer(AdadeltaRewrite.Apply(GoldenVectorTests.GradientInputGraph(initial), options));
         var (p, a, v) = ((float[])initial.Clone(), new float[n], new float[n]);
@@ -93,7 +93,7 @@ public class VariantTests
         float[] g = [0.1f, 0.1f];
         float Moved(AdadeltaVariant variant)
         {
-            var reference = new ReferenceAdadelta(new AdadeltaOptions(1.0, 0.95, 1e-6) { Variant = variant }, new Dictionary<string, float[]> { ["p"] = initial });
+            var reference = new ReferenceAdadelta(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), Rho = 0.95, Epsilon = 1e-6, Variant = variant }, new Dictionary<string, float[]> { ["p"] = initial });
             reference.Step(new Dictionary<string, float[]> { ["p"] = g });
             return initial[0] - reference.Parameters["p"][0];
         }
@@ -113,7 +113,7 @@ public class VariantTests
         foreach (var name in new[] { "keras3_golden", "tf_basic_lr1", "seed_defaults" })
         {
             var c = doc.RootElement.GetProperty("cases").EnumerateArray().Single(x => x.GetProperty("name").GetString() == name);
-            var options = new AdadeltaOptions(c.GetProperty("learning_rate").GetDouble(), c.GetProperty("rho").GetDouble(), c.GetProperty("epsilon").GetDouble()) { Variant = variant };
+            var options = new AdadeltaOptions { LearningRate = new ConstantLearningRate(c.GetProperty("learning_rate").GetDouble()), Rho = c.GetProperty("rho").GetDouble(), Epsilon = c.GetProperty("epsilon").GetDouble(), Variant = variant };
             int n = c.GetProperty("elements").GetInt32();
             var reference = new ReferenceAdadelta(options, new Dictionary<string, float[]> { ["p"] = Enumerable.Repeat((float)c.GetProperty("initial").GetDouble(), n).ToArray() });
             var tol = c.GetProperty("tolerance");
@@ -132,10 +132,10 @@ public class VariantTests
     [Fact]
     public void TheVariantIsRecordedAndReadBack()
     {
-        var step = TestData.StepModel(new AdadeltaOptions(learningRate: 1.0) { Variant = AdadeltaVariant.Tfjs });
+        var step = TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), Variant = AdadeltaVariant.Tfjs });
         var info = StepModelInfo.Read(step, "test");
         Assert.Equal(AdadeltaVariant.Tfjs, info.Optimizer.Variant);
-        Assert.Equal(AdadeltaVariant.Tfjs, info.Optimizer.ToOptions().Variant);
+        Assert.Equal(AdadeltaVariant.Tfjs, info.Optimizer.Variant);
         Assert.Contains("\"variant\":\"Tfjs\"", step.MetadataProps.Single(p => p.Key == StepModelInfo.MetadataKey).Value);
         // Keras, the default, is left out of the record, so older readers see what they always saw.
         Assert.DoesNotContain("variant", TestData.StepModel().MetadataProps.Single(p => p.Key == StepModelInfo.MetadataKey).Value);
@@ -153,12 +153,12 @@ public class VariantTests
             var step = Path.Combine(dir, "step.onnx");
             Assert.Equal(0, CliRunner.Run("rewrite", training, "-o", step, "--variant", "pytorch").ExitCode);
             var o = StepModelInfo.Read(ModelIO.Load(step), "test").Optimizer;
-            Assert.Equal((AdadeltaVariant.PyTorch, "constant:value=1", 0.9f, 1e-6f), (o.Variant, o.LearningRate, o.Rho, o.Epsilon));
+            Assert.Equal((AdadeltaVariant.PyTorch, "constant:value=1", 0.9, 1e-6), (o.Variant, o.LearningRate.ToSpec(), o.Rho, o.Epsilon));
             Assert.Contains("variant=pytorch", CliRunner.Run("inspect", step).Out);
 
             Assert.Equal(0, CliRunner.Run("rewrite", training, "-o", step, "--variant", "tfjs", "--rho", "0.9").ExitCode);
             o = StepModelInfo.Read(ModelIO.Load(step), "test").Optimizer;
-            Assert.Equal((AdadeltaVariant.Tfjs, "constant:value=0.001", 0.9f, 1e-7f), (o.Variant, o.LearningRate, o.Rho, o.Epsilon));
+            Assert.Equal((AdadeltaVariant.Tfjs, "constant:value=0.001", 0.9, 1e-7), (o.Variant, o.LearningRate.ToSpec(), o.Rho, o.Epsilon));
 
             var optax = CliRunner.Run("rewrite", training, "-o", step, "--variant", "optax");
             Assert.NotEqual(0, optax.ExitCode);

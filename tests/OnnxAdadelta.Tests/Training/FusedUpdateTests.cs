@@ -54,8 +54,8 @@ public class FusedUpdateTests
     [Fact]
     public void ReductionsAreRefusedWithTheOptionNamed()
     {
-        Assert.Contains("clipnorm=0.5", Assert.Throws<NotSupportedException>(() => UpdateProgram.Record(new AdadeltaOptions(clipNorm: 0.5), "W")).Message);
-        Assert.Contains("global_clipnorm=1", Assert.Throws<NotSupportedException>(() => UpdateProgram.Record(new AdadeltaOptions(globalClipNorm: 1), "W")).Message);
+        Assert.Contains("clipnorm=0.5", Assert.Throws<NotSupportedException>(() => UpdateProgram.Record(new AdadeltaOptions { ClipNorm = 0.5 }, "W")).Message);
+        Assert.Contains("global_clipnorm=1", Assert.Throws<NotSupportedException>(() => UpdateProgram.Record(new AdadeltaOptions { GlobalClipNorm = 1 }, "W")).Message);
     }
 
     [Theory]
@@ -83,7 +83,7 @@ public class FusedUpdateTests
         // In the MLP, W2 is read by the backward pass (for the hidden layer's gradient) after W2's own gradient exists:
         // were the fused node to run before that read, the in-place W2 would already hold its next value.
         var training = GradientGraphBuilder.Build(DigitsModels.Mlp(), new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" });
-        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0, useEma: true));
+        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), UseEma = true });
         var info = StepModelInfo.Read(step, "mlp");
         var labels = info.DataInputs.Single(n => n != "X");
         Dictionary<string, (byte[] Data, long[] Shape)> Batch(int seed)
@@ -116,7 +116,7 @@ public class FusedUpdateTests
         const int size = 531;
         var initial = MixedPrecision.Round(Values(size, 9, 1f), type);
         var step = AdadeltaRewrite.Apply(MixedPrecisionTests.LowPrecisionGraph(initial, type, type),
-            new AdadeltaOptions(learningRate: 1.0, useEma: true, fp32State: fp32State, masterWeights: masterWeights));
+            new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), UseEma = true, Fp32State = fp32State, MasterWeights = masterWeights });
         IReadOnlyDictionary<string, (byte[] Data, long[] Shape)> Batch(long i) => new Dictionary<string, (byte[], long[])>
         {
             ["g"] = (MixedPrecision.FromFloats("g", MixedPrecision.Round(Values(size, (int)i + 1, 0.2f), type), type, [size]).ToRawBytes(), [size]),
@@ -150,7 +150,7 @@ public class FusedUpdateTests
     [Fact]
     public void WhereTheFusedOpCannotRunTheDefaultFallsBackAndAnExplicitRequestFails()
     {
-        var step = TestData.StepModel(new AdadeltaOptions(learningRate: 1.0, clipNorm: 0.5));
+        var step = TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipNorm = 0.5 });
         using (var auto = new Trainer(step))
         {
             Assert.Equal(UpdateMode.Graph, auto.Update);

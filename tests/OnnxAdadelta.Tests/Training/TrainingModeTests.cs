@@ -66,7 +66,7 @@ public class TrainingModeTests
         Assert.Equal([new BufferBinding("running_mean", "running_mean.next"), new BufferBinding("running_var", "running_var.next")],
             TrainingGraphInfo.Read(training).Buffers!);
         Assert.Equal(["running_mean", "running_var"], ModelSummary.Of(training).Rows.Where(r => r.Role == "buffer").Select(r => r.Name));
-        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0));
+        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
         Assert.Equal(["running_mean", "running_var"], ModelSummary.Of(step).Rows.Where(r => r.Role == "buffer").Select(r => r.Name));
         return step;
     }
@@ -296,7 +296,7 @@ public class TrainingModeTests
     [Fact]
     public void DropoutStepModelsResumeWithTheSameMasksAndExportAnIdentity()
     {
-        var step = AdadeltaRewrite.Apply(DropoutTraining(), new AdadeltaOptions(learningRate: 1.0));
+        var step = AdadeltaRewrite.Apply(DropoutTraining(), new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
         var info = StepModelInfo.Read(step, "step");
         Assert.Equal(["x", "target"], info.DataInputs);
         Assert.DoesNotContain(step.Graph.Input, i => i.Name == TrainingModes.StepInputName);

@@ -96,7 +96,7 @@ public class FusedUpdateTests
         using var graph = new Trainer(step, new TrainerOptions { Update = UpdateMode.Graph });
         for (int i = 0; i < 5; i++) Assert.Equal(graph.Step(Batch(i)), fused.Step(Batch(i)));
         AssertSameState(graph, fused);
-        Assert.NotEqual(step.Graph.Initializer.Single(t => t.Name == "W2").RawData, fused.ReadState()["W2"].RawData);
+        Assert.NotEqual(TestData.ValuesByName(step)["W2"].RawData, fused.ReadState()["W2"].RawData);
 
         // Parameters and three slots each, float32: the graph keeps two copies, the fused op one (plus the 8-byte counter twice).
         long parameterAndSlotBytes = info.State.Where(s => s.Kind is StateKind.Parameter or StateKind.Slot)

@@ -6,6 +6,8 @@
 //     are fixed tensors held by ONNX Runtime (UpdateGraphs), so the step runs the update and nothing else: state stays
 //     in ORT buffers (ping-pong IOBinding), the only data fed is two 1-element inputs, and no part of the update can be
 //     constant-folded (see UpdateGraphs.Build and the --check mode).
+//   * FusedOpUpdate: the same Trainer.Step with the step model's update swapped for the fused op
+//     ai.onnxadadelta.AdadeltaUpdate (one multi-tensor node, parameters and state bound in place).
 //   * FusedLoop (the baseline): the same float32 update written as one SIMD pass in C# (FusedAdadelta.Step).
 //
 // Why the fused loop is the reference point: the update is element-wise with almost no arithmetic per byte, so its
@@ -72,7 +74,7 @@ if (rest.Remove("--distributed")) return DistributedBench.Run(Console.Out);
 
 if (check)
 {
-    var problems = BenchCheck.Run(UpdateShape.All, Console.Out);
+    var problems = BenchCheck.Run(UpdateShape.All, Console.Out).Concat(BenchCheck.CheckOptionCases(new UpdateShape(3, 1037, "3 x 1037"), 7, Console.Out)).ToList();
     Console.WriteLine(problems.Count == 0 ? "check passed" : $"check FAILED: {problems.Count} problem(s)");
     return problems.Count == 0 ? 0 : 1;
 }

@@ -44,6 +44,23 @@ public sealed class FusedUpdateCliTests : IDisposable
     }
 
     [Fact]
+    public void TheReadmeUpdateGraphCommandRunsAndPrintsItsChoice()
+    {
+        var readme = File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md"));
+        var line = readme.Split('\n').Single(l => l.StartsWith("dotnet run -c Release --project tools/OnnxAdadelta.Cli -- train ") && l.Contains("--update graph"));
+        var args = System.Text.RegularExpressions.Regex.Split(line[(line.IndexOf(" -- ", StringComparison.Ordinal) + 4)..].Trim(), @"\s+");
+        for (int i = 0; i < args.Length; i++)
+            if (args[i].StartsWith("models/")) args[i] = Path.Combine(RepoPaths.Root, args[i]);
+        args[Array.IndexOf(args, "-o") + 1] = _dir.File("ckpt.onnx");
+        var r = CliRunner.Run(args);
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("update: graph (standard ONNX ops, state ping-pong)", r.Out);
+        Assert.Contains("update: graph (standard ONNX ops, state ping-pong)", readme);
+        Assert.Contains("update: fused (ai.onnxadadelta.AdadeltaUpdate, parameters and state in place)", readme);
+        Assert.Equal(20L, ModelIO.Load(_dir.File("ckpt.onnx")).Graph.Initializer.Single(t => t.Name == "Adadelta/iterations").ToInt64Array()[0]);
+    }
+
+    [Fact]
     public void AFusedRunWithClipnormIsOneErrorLine()
     {
         var (graph, data) = Files();

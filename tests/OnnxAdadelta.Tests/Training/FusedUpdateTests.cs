@@ -52,6 +52,14 @@ public class FusedUpdateTests
     }
 
     [Fact]
+    public void TheBenchCheckOfTheOptionCasesPasses()
+    {
+        var log = new StringWriter();
+        Assert.Empty(BenchCheck.CheckOptionCases(new UpdateShape(2, 37, "2 x 37"), 4, log));
+        Assert.Equal(OptionCases.All.Count, log.ToString().Split('\n').Count(l => l.Contains("bit-identical to the reference")));
+    }
+
+    [Fact]
     public void ReductionsAreRefusedWithTheOptionNamed()
     {
         Assert.Contains("clipnorm=0.5", Assert.Throws<NotSupportedException>(() => UpdateProgram.Record(new AdadeltaOptions { ClipNorm = 0.5 }, "W")).Message);

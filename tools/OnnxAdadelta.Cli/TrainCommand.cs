@@ -105,6 +105,7 @@ public static class TrainCommand
                 if (r.GetValue(strict)) throw new ArgumentException($"{message}; expected the same plan under --strict.");
                 rankIO.Error.WriteLine($"onnx-adadelta: warning: {message}.");
             }
+            rankIO.Out.WriteLine($"update: {trainer.UpdateDescription}");
             var stepLog = r.GetValue(log) is null ? null : new StepLog();
             var progress = new ProgressPrinter(rankIO, run.Steps);
             progress.Run(report => TrainingRun.Run(trainer, dataset, run, s => { stepLog?.Add(s); report(s); }, cancel));

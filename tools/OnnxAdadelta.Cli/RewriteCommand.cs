@@ -1,6 +1,7 @@
 using System.CommandLine;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Training;
 
 namespace OnnxAdadelta.Cli;
 
@@ -18,7 +19,9 @@ public static class RewriteCommand
         command.SetAction(r => io.Guard(() =>
         {
             var options = flags.Options(r);
-            var step = AdadeltaRewrite.Apply(ModelIO.Load(r.GetValue(input)!), options, flags.Rewrite(r));
+            var path = r.GetValue(input)!;
+            var step = AdadeltaRewrite.Apply(ModelIO.Load(path), options, flags.Rewrite(r));
+            OrtSessions.Validate(step, $"the step model rewritten from {path}");
             ModelIO.Save(step, r.GetValue(output)!);
             var info = StepModelInfo.Read(step, r.GetValue(output)!);
             io.Out.WriteLine($"wrote {r.GetValue(output)}: {info.Parameters.Count()} parameters, {info.State.Count} state tensors, learning rate {info.Optimizer.LearningRate}");

@@ -40,7 +40,7 @@ public static class TrainCommand
             if (r.GetValue(steps) < 1) throw new ArgumentException($"--steps {r.GetValue(steps)}: expected at least 1.");
             if (r.GetValue(eval) is { } evalPath && !File.Exists(evalPath)) throw new ArgumentException($"--eval {evalPath}: no such file.");
             var model = ModelIO.Load(path);
-            bool isStep = StepModelInfo.TryRead(model) is not null;
+            bool isStep = StepModelInfo.TryRead(model, path) is not null;
             bool isArtifact = OrtArtifactImport.IsArtifact(model);
             if (r.GetValue(checkpoint) is not null && !isArtifact)
                 throw new ArgumentException($"--checkpoint applies only to ONNX Runtime training models ({OrtArtifactImport.AccumulatorOp} gradient accumulators); {path} is not one.");

@@ -1,6 +1,7 @@
 using Onnx;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
+using OnnxAdadelta.Optimizers;
 using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Gradients;
@@ -13,7 +14,8 @@ namespace OnnxAdadelta.Gradients;
 internal static class TrainingLoss
 {
     /// <summary>Appends the loss; returns its value. Decisions a user should know of go to <paramref name="notes"/>.</summary>
-    public static string Append(ModelProto model, GraphBuilder b, BuildTrainingOptions o, List<string> notes)
+    /// <remarks>The label input of cross-entropy and nll, with its class count where static, goes to <paramref name="labels"/>.</remarks>
+    public static string Append(ModelProto model, GraphBuilder b, BuildTrainingOptions o, List<string> notes, List<LabelCheck>? labels = null)
     {
         var graph = model.Graph;
         var index = new GraphIndex(graph);
@@ -36,7 +38,7 @@ internal static class TrainingLoss
             throw new OnnxAdadeltaException($"--target {target}: the name is already used by a value that is not a graph input.");
         return o.Loss switch
         {
-            LossKind.CrossEntropy or LossKind.Nll => Classification(graph, index, b, o, type, target, existing, notes),
+            LossKind.CrossEntropy or LossKind.Nll => Classification(graph, index, b, o, type, target, existing, notes, labels),
             LossKind.Bce => BinaryCrossEntropy(graph, index, b, o, type, target, existing, notes),
             _ => MeanSquaredError(graph, b, o, type, target, existing),
         };
@@ -69,7 +71,7 @@ internal static class TrainingLoss
     /// build is refused. Cross-entropy on the output of a Softmax reads the Softmax's input as the logits.
     /// </summary>
     private static string Classification(GraphProto graph, GraphIndex index, GraphBuilder b, BuildTrainingOptions o, ValueType type,
-        string target, ValueInfoProto? existing, List<string> notes)
+        string target, ValueInfoProto? existing, List<string> notes, List<LabelCheck>? labelChecks)
     {
         var name = o.Loss == LossKind.CrossEntropy ? "cross-entropy" : "nll";
         var rank = type.Rank ?? throw new OnnxAdadeltaException($"--loss {name}: the rank of '{o.Output}' is unknown; fix the input shapes with --input-shape.");
@@ -123,6 +125,7 @@ internal static class TrainingLoss
             graph.Input.Add(info);
         }
 
+        if (type.Dims![axis] is { } classCount && classCount > 0) labelChecks?.Add(new LabelCheck(target, classCount));
         scores = ToFloat32(b, scores, type, $"{GradientGraphBuilder.LossName}/scores_float32");
         if (type.ElementType is DataType.Float16 or DataType.Bfloat16) type = type with { ElementType = DataType.Float };
         if (o.Loss == LossKind.CrossEntropy && !logProbabilities)

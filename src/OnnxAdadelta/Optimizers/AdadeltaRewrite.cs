@@ -29,6 +29,7 @@ public static class AdadeltaRewrite
             throw new OnnxAdadeltaException("The model is already a training-step model; rewrite takes a training graph.");
         var model = training.Clone();
         var graph = model.Graph;
+        OpsetImports.Normalize(model);
         Opsets.RaiseForRewrite(model);
 
         var analyzed = TrainingGraph.Analyze(model, rewrite);
@@ -144,9 +145,20 @@ public static class AdadeltaRewrite
             Gradients = found.Parameters.ToDictionary(p => p.Name, p => p.Gradient),
             Optimizer = OptimizerRecord.From(options),
             InferenceValues = analyzed.Info.InferenceValues,
+            Labels = LabelsOf(analyzed, graph) is { Count: > 0 } labels ? labels : null,
         }.WriteTo(model);
         foreach (var entry in model.MetadataProps.Where(p => p.Key == TrainingGraphInfo.MetadataKey).ToList()) model.MetadataProps.Remove(entry);
         return model;
+    }
+
+    /// <summary>
+    /// The label checks of the step model: those build-training recorded, else those found in the graph, kept where
+    /// the labels are still a data input.
+    /// </summary>
+    private static List<LabelCheck> LabelsOf(TrainingGraph analyzed, GraphProto graph)
+    {
+        var data = analyzed.DataInputs.ToHashSet(StringComparer.Ordinal);
+        return (analyzed.Info.Labels ?? LabelCheck.Find(graph)).Where(l => data.Contains(l.Input)).ToList();
     }
 
     // The counter conditions as int64 nodes on the counter (read before the increment) and its next value.

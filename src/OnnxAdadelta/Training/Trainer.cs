@@ -4,6 +4,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using Onnx;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Runtime;
 using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Training;
@@ -41,22 +42,28 @@ public sealed class Trainer : IDisposable
     }
 
     private readonly InferenceSession _session;
-    private readonly RunOptions _run = new();
+    private readonly RunOptions _run = new() { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
     private readonly OrtMemoryInfo _deviceMemory;
     private readonly Slot[] _slots;
     private readonly string[] _hostOutputs;
     private readonly Dictionary<string, OrtValue> _hostBuffers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (long[] Shape, OrtValue Value)> _dataBuffers = new(StringComparer.Ordinal);
     private readonly IReadOnlyDictionary<string, NodeMetadata> _inputMetadata;
+    private readonly Dictionary<string, LabelCheck> _labels = new(StringComparer.Ordinal);
     private OrtIoBinding[]? _pingPong;
     private int _parity;
 
-    /// <summary>Loads <paramref name="stepModel"/> into an ONNX Runtime session.</summary>
+    /// <summary>
+    /// Loads <paramref name="stepModel"/> into an ONNX Runtime session, after checking its metadata against its graph
+    /// (<see cref="StepModelInfo.Validate"/>) and its stored state (<see cref="StepModelInfo.ValidateState"/>).
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">The metadata or the stored state is not valid, or ONNX Runtime rejects the model.</exception>
     public Trainer(ModelProto stepModel, TrainerOptions? options = null)
     {
         options ??= new TrainerOptions();
         Model = stepModel;
-        Info = StepModelInfo.Read(stepModel, "the model");
+        Info = StepModelInfo.Read(stepModel, "the step model");
+        Info.ValidateState(stepModel, "the step model");
         Device = options.Device;
         var inits = stepModel.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
         using (var sessionOptions = OrtSessions.Options(Device))
@@ -70,6 +77,7 @@ public sealed class Trainer : IDisposable
         }
         _deviceMemory = OrtSessions.DeviceMemory(Device);
         _inputMetadata = _session.InputMetadata;
+        foreach (var check in Info.LabelChecks(stepModel)) _labels.TryAdd(check.Input, check);
         _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), Device == Device.Cpu)).ToArray();
         _hostOutputs = [Info.Loss, .. options.ExtraOutputs];
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
@@ -102,7 +110,7 @@ public sealed class Trainer : IDisposable
         {
             var binding = _pingPong[_parity];
             BindData(binding, batch);
-            _session.RunWithBinding(_run, binding);
+            RunWith(binding);
             foreach (var s in _slots) (s.Current, s.Spare) = (s.Spare!, s.Current);
             _parity ^= 1;
         }
@@ -126,7 +134,7 @@ public sealed class Trainer : IDisposable
             else binding.BindOutputToDevice(s.Binding.Output, toHost ? OrtMemoryInfo.DefaultInstance : _deviceMemory);
         }
         BindHostOutputs(binding);
-        _session.RunWithBinding(_run, binding);
+        RunWith(binding);
 
         var names = binding.GetOutputNames();
         var values = binding.GetOutputValues().ToList();
@@ -159,6 +167,13 @@ public sealed class Trainer : IDisposable
         foreach (var v in values) if (!kept.Contains(v)) v.Dispose();
 
         if (_slots.All(s => s.CurrentOnDevice && s.Spare is not null)) BuildPingPong();
+    }
+
+    /// <summary>Runs one step; an error of ONNX Runtime becomes one line naming the node and the likely cause.</summary>
+    private void RunWith(OrtIoBinding binding)
+    {
+        try { _session.RunWithBinding(_run, binding); }
+        catch (OnnxRuntimeException e) { throw OrtErrors.Describe(e, Model, $"training step {Iteration + 1}"); }
     }
 
     private void BuildPingPong()
@@ -197,9 +212,16 @@ public sealed class Trainer : IDisposable
             {
                 if (buffer.Value is not null) buffer.Value.Dispose();
                 var type = _inputMetadata[name].ElementDataType;
-                buffer = (data.Shape, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, data.Shape));
+                try { buffer = (data.Shape, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, data.Shape)); }
+                catch (OnnxRuntimeException e)
+                {
+                    _dataBuffers.Remove(name);
+                    throw new OnnxAdadeltaException($"Data input '{name}': ONNX Runtime cannot allocate a batch of shape [{string.Join(",", data.Shape)}] ({data.Data.Length} bytes): {e.Message.Split('\n')[0]}; lower --batch-size.", e);
+                }
                 _dataBuffers[name] = buffer;
             }
+            if (_labels.TryGetValue(name, out var labels))
+                labels.Check(data.Data, _inputMetadata[name].ElementDataType == TensorElementType.Int32, $"training step {Iteration + 1}");
             var target = buffer.Value.GetTensorMutableRawData();
             if (target.Length != data.Data.Length)
                 throw new OnnxAdadeltaException($"Data input '{name}': {data.Data.Length} bytes for shape [{string.Join(",", data.Shape)}], expected {target.Length}.");

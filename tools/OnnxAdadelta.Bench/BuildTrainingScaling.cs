@@ -1,0 +1,44 @@
+using System.Diagnostics;
+using System.Globalization;
+using OnnxAdadelta.Gradients;
+
+namespace OnnxAdadelta.Bench;
+
+/// <summary>
+/// How build-training's time grows with the model: <c>GradientGraphBuilder.Build</c>
+/// (mse loss on <c>y</c>) on generated chains (<see cref="ChainModels"/>) of each size, timed once each in one process.
+/// </summary>
+public static class BuildTrainingScaling
+{
+    /// <summary>The sizes measured by default.</summary>
+    public static IReadOnlyList<int> DefaultSizes { get; } = [2_000, 20_000, 200_000];
+
+    /// <summary>Parses <c>2000,20000</c>.</summary>
+    public static IReadOnlyList<int> ParseSizes(string text) =>
+        text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s =>
+            int.TryParse(s.Replace("_", ""), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= 2 ? n
+            : throw new ArgumentException($"--build-training: '{s}' is not a node count of at least 2 (expected a list such as 2000,20000)."))
+            .ToList();
+
+    /// <summary>Builds the training graph of a chain of each size; prints a markdown table (nodes, seconds, seconds per 1,000 nodes, peak working set).</summary>
+    public static void Run(IReadOnlyList<int> sizes, TextWriter output)
+    {
+        // A small build first, so that JIT compilation and ONNX Runtime's start-up are not counted in the first row.
+        GradientGraphBuilder.Build(ChainModels.Build(20), Options);
+        output.WriteLine("| nodes | training-graph nodes | seconds | ms per 1,000 nodes | peak working set MB |");
+        output.WriteLine("|---:|---:|---:|---:|---:|");
+        foreach (var n in sizes)
+        {
+            var model = ChainModels.Build(n);
+            GC.Collect();
+            var clock = Stopwatch.StartNew();
+            var training = GradientGraphBuilder.Build(model, Options);
+            clock.Stop();
+            using var process = Process.GetCurrentProcess();
+            output.WriteLine(FormattableString.Invariant(
+                $"| {n:N0} | {training.Graph.Node.Count:N0} | {clock.Elapsed.TotalSeconds:F2} | {clock.Elapsed.TotalMilliseconds / n * 1000:F0} | {process.PeakWorkingSet64 / (1 << 20):N0} |"));
+        }
+    }
+
+    private static BuildTrainingOptions Options => new() { Loss = LossKind.Mse, Output = ChainModels.Output };
+}

@@ -41,21 +41,21 @@ public static class AdadeltaRewrite
         var chain = options.Chain();
         var slots = UpdateChain.Slots(chain);
 
-        // Parameters become graph inputs with their values as initializers.
-        var inits = graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        // Parameters become graph inputs with their values as initializers (appended after the other initializers,
+        // trained ones first); frozen ones stay plain initializers. One pass over the lists, whatever the parameter count.
+        var replaced = found.Parameters.Concat(frozen).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        var keptInitializers = graph.Initializer.Where(t => !replaced.Contains(t.Name)).ToList();
+        graph.Initializer.Clear();
+        graph.Initializer.AddRange(keptInitializers);
+        graph.Initializer.AddRange(found.Parameters.Select(p => p.Value));
+        graph.Initializer.AddRange(frozen.Select(p => p.Value));
+        var frozenNames = frozen.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        var keptInputs = graph.Input.Where(i => !frozenNames.Contains(i.Name)).ToList();
+        var inputNames = keptInputs.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var p in found.Parameters)
-        {
-            if (inits.TryGetValue(p.Name, out var existing)) graph.Initializer.Remove(existing);
-            graph.Initializer.Add(p.Value);
-            if (!graph.Input.Any(i => i.Name == p.Name)) graph.Input.Add(TypeProtos.ValueInfo(p.Name, (DataType)p.Value.DataType, p.Value.Dims));
-        }
-
-        foreach (var p in frozen)
-        {
-            if (inits.TryGetValue(p.Name, out var existing)) graph.Initializer.Remove(existing);
-            graph.Initializer.Add(p.Value);
-            foreach (var input in graph.Input.Where(i => i.Name == p.Name).ToList()) graph.Input.Remove(input);
-        }
+            if (inputNames.Add(p.Name)) keptInputs.Add(TypeProtos.ValueInfo(p.Name, (DataType)p.Value.DataType, p.Value.Dims));
+        graph.Input.Clear();
+        graph.Input.AddRange(keptInputs);
 
         var state = new List<StateBinding>();
         var newOutputs = new List<ValueInfoProto>();

@@ -1,8 +1,9 @@
 using System.Runtime.InteropServices;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Samples;
 using OnnxAdadelta.Training;
+using OnnxAdadelta.Graphs;
 
 namespace OnnxAdadelta.Tests;
 

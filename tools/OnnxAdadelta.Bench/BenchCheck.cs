@@ -1,11 +1,12 @@
 using System.Diagnostics;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Reference;
 using OnnxAdadelta.Training;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Bench;
 

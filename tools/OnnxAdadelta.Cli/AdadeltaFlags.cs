@@ -1,6 +1,7 @@
 using System.CommandLine;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Graphs;
 
 namespace OnnxAdadelta.Cli;
 

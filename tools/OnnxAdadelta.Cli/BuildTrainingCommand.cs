@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;

@@ -1,8 +1,9 @@
 using System.CommandLine;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Import;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Graphs;
 
 namespace OnnxAdadelta.Cli;
 

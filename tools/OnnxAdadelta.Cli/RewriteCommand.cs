@@ -1,6 +1,7 @@
 using System.CommandLine;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Runtime;
 using OnnxAdadelta.Training;
 
 namespace OnnxAdadelta.Cli;

@@ -1,10 +1,11 @@
 using System.CommandLine;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Import;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Training;
 using Spectre.Console;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Cli;
 

@@ -3,6 +3,7 @@ using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Reference;
 using OnnxAdadelta.Training;
 using Spectre.Console;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Cli;
 

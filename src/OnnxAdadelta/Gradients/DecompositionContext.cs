@@ -1,5 +1,6 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Gradients;
 
@@ -15,7 +16,7 @@ public sealed class DecompositionContext : NodeRuleContext
     private readonly Dictionary<int, string> _outputs = [];
     private readonly Func<string, long[]?> _constants;
 
-    internal DecompositionContext(GraphBuilder builder, NodeProto node, int opset, IReadOnlyDictionary<string, ValueType> types,
+    internal DecompositionContext(GraphBuilder builder, NodeProto node, int opset, IReadOnlyDictionary<string, TypeAndShape> types,
         Func<string, long[]?> constants)
         : base(builder, node, opset, "_Grad/recompute")
     {
@@ -24,7 +25,7 @@ public sealed class DecompositionContext : NodeRuleContext
     }
 
     /// <summary>Inferred types of the forward values.</summary>
-    public IReadOnlyDictionary<string, ValueType> Types { get; }
+    public IReadOnlyDictionary<string, TypeAndShape> Types { get; }
 
     internal IReadOnlyDictionary<int, string> Outputs => _outputs;
 
@@ -42,7 +43,7 @@ public sealed class DecompositionContext : NodeRuleContext
     }
 
     /// <summary>The inferred type of a forward value.</summary>
-    public ValueType Type(string value) =>
+    public TypeAndShape Type(string value) =>
         Types.TryGetValue(value, out var t) ? t : throw Fail($"the type of '{value}' is unknown (shape inference found none)");
 
     /// <summary>The rank of a forward value.</summary>

@@ -1,8 +1,9 @@
 using Google.Protobuf;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Gradients;
 
@@ -18,7 +19,7 @@ public sealed class GradientContext : NodeRuleContext
     private readonly Func<int, bool> _required;
     private readonly Dictionary<int, string> _gi = [];
 
-    internal GradientContext(GraphBuilder builder, NodeProto node, int opset, IReadOnlyDictionary<string, ValueType> types,
+    internal GradientContext(GraphBuilder builder, NodeProto node, int opset, IReadOnlyDictionary<string, TypeAndShape> types,
         Func<string, string?> gradientOf, Func<int, bool> required)
         : base(builder, node, opset, "_Grad")
     {
@@ -28,7 +29,7 @@ public sealed class GradientContext : NodeRuleContext
     }
 
     /// <summary>Inferred types of the forward values.</summary>
-    public IReadOnlyDictionary<string, ValueType> Types { get; }
+    public IReadOnlyDictionary<string, TypeAndShape> Types { get; }
 
     internal IReadOnlyDictionary<int, string> InputGradients => _gi;
 
@@ -79,7 +80,7 @@ public sealed class GradientContext : NodeRuleContext
     }
 
     /// <summary>The inferred type of a forward value.</summary>
-    public ValueType Type(string value) =>
+    public TypeAndShape Type(string value) =>
         Types.TryGetValue(value, out var t) ? t : throw Fail($"the type of '{value}' is unknown (shape inference found none)");
 
     /// <summary>The rank of a forward value.</summary>
@@ -121,7 +122,7 @@ public sealed class GradientContext : NodeRuleContext
     /// </summary>
     public string Unbroadcast(string gradient, long?[] fromDims, string to) => Unbroadcast(gradient, fromDims, to, null);
 
-    private string Unbroadcast(string gradient, long?[] fromDims, string to, ValueType? fromType)
+    private string Unbroadcast(string gradient, long?[] fromDims, string to, TypeAndShape? fromType)
     {
         var f = fromDims;
         var toType = Type(to);

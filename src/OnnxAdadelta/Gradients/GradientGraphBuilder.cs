@@ -1,8 +1,8 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
-using OnnxAdadelta.Optimizers;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Gradients;
 
@@ -76,7 +76,7 @@ public sealed record BuildTrainingOptions
 
 /// <summary>
 /// Reverse-mode autodiff in standard ONNX ops: from an inference model plus a loss to a training graph (loss output
-/// first, one <c>&lt;param&gt;_grad</c> output per trainable parameter) that <see cref="AdadeltaRewrite"/> consumes.
+/// first, one <c>&lt;param&gt;_grad</c> output per trainable parameter) that the Adadelta rewrite consumes.
 /// </summary>
 /// <remarks>
 /// The driver seeds the loss gradient with ones, prunes nodes that do not lie between a trainable parameter and the
@@ -168,7 +168,7 @@ public static class GradientGraphBuilder
     /// Values from which a float gradient path leads to the loss. Outer-scope values that subgraphs (If, Loop, Scan
     /// bodies) read count as inputs of the node that holds the subgraph.
     /// </summary>
-    private static HashSet<string> ValuesReachingLoss(GraphProto graph, IReadOnlyDictionary<string, ValueType> types, string loss)
+    private static HashSet<string> ValuesReachingLoss(GraphProto graph, IReadOnlyDictionary<string, TypeAndShape> types, string loss)
     {
         var reaches = new HashSet<string>(StringComparer.Ordinal) { loss };
         foreach (var node in graph.Node.Reverse())
@@ -190,7 +190,7 @@ public static class GradientGraphBuilder
     /// Why no float initializer reaches the loss: the nodes where a path from one to the loss stops (an op without a
     /// gradient, an input it does not differentiate, or an integer value), as a sentence tail, or "" when no path exists at all.
     /// </summary>
-    private static string PathBlockers(GraphProto graph, IReadOnlyDictionary<string, ValueType> types, string loss, HashSet<string> reaches)
+    private static string PathBlockers(GraphProto graph, IReadOnlyDictionary<string, TypeAndShape> types, string loss, HashSet<string> reaches)
     {
         var depends = graph.Initializer.Where(t => types.GetValueOrDefault(t.Name)?.IsFloat == true).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var node in graph.Node)

@@ -141,7 +141,7 @@ public static partial class GradientRules
     /// <summary>alpha · op(x) · op(y) as a Gemm without C.</summary>
     private static string Gemm(GradientContext c, string x, string y, bool transX, bool transY, float alpha)
     {
-        var attributes = new List<global::Onnx.AttributeProto>();
+        var attributes = new List<global::OnnxAdadelta.Onnx.Proto.AttributeProto>();
         if (transX) attributes.Add(GradientContext.Attr("transA", 1L));
         if (transY) attributes.Add(GradientContext.Attr("transB", 1L));
         if (alpha != 1f) attributes.Add(GradientContext.Attr("alpha", alpha));

@@ -1,8 +1,8 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
-using OnnxAdadelta.Optimizers;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Gradients;
 
@@ -45,7 +45,7 @@ internal static class ParameterSelection
         "buffer", "buffers", "pe", "mask", "masks", "window", "basis", "mel", "melscale", "fbank", "fbanks", "filterbank", "filterbanks", "running",
     };
 
-    public static (List<string> Chosen, List<ParameterChoice> Report) Choose(GraphProto graph, GraphIndex index, IReadOnlyDictionary<string, ValueType> types,
+    public static (List<string> Chosen, List<ParameterChoice> Report) Choose(GraphProto graph, GraphIndex index, IReadOnlyDictionary<string, TypeAndShape> types,
         HashSet<string> reaches, BuildTrainingOptions o, string loss)
     {
         var floats = graph.Initializer.Select(t => t.Name).Concat(graph.Input.Select(i => i.Name)).Distinct()
@@ -118,7 +118,7 @@ internal static class ParameterSelection
     /// alone; any other is a <see cref="ParameterPatterns"/> pattern (a substring, <c>*</c> matching anything). A
     /// pattern that selects nothing is an error.
     /// </summary>
-    private static HashSet<string> Select(IReadOnlyList<string> patterns, string flag, List<string> floats, GraphIndex index, IReadOnlyDictionary<string, ValueType> types)
+    private static HashSet<string> Select(IReadOnlyList<string> patterns, string flag, List<string> floats, GraphIndex index, IReadOnlyDictionary<string, TypeAndShape> types)
     {
         var selected = new HashSet<string>(StringComparer.Ordinal);
         foreach (var pattern in patterns)

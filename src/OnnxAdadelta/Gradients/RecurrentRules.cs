@@ -1,5 +1,6 @@
 using OnnxAdadelta.Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Graphs;
 
 namespace OnnxAdadelta.Gradients;
 

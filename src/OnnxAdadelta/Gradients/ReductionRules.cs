@@ -105,7 +105,7 @@ public static partial class GradientRules
         c.SetGI(0, c.Op("Mul", [g, others]));
     }
 
-    private static global::Onnx.AttributeProto A(string name, long value) => GradientContext.Attr(name, value);
+    private static global::OnnxAdadelta.Onnx.Proto.AttributeProto A(string name, long value) => GradientContext.Attr(name, value);
 
     /// <summary>
     /// <paramref name="op"/> (a Reduce op) of <paramref name="x"/> over the node's axes with keepdims=1, the axes passed

@@ -1,7 +1,8 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Gradients;
 
@@ -20,7 +21,7 @@ internal sealed class ReversePass
     private readonly GraphBuilder _b;
     private readonly int _opset;
     private readonly ModelProto _template;
-    private readonly Func<IReadOnlyDictionary<string, ValueType>> _infer;
+    private readonly Func<IReadOnlyDictionary<string, TypeAndShape>> _infer;
     private readonly Func<string, TensorProto?> _outerConstants;
 
     /// <summary>A pass over <paramref name="builder"/>'s graph.</summary>
@@ -29,8 +30,8 @@ internal sealed class ReversePass
     /// <param name="types">Types of every value visible in the graph (outer scopes included).</param>
     /// <param name="infer">Re-infers <paramref name="types"/> after decompositions added nodes.</param>
     /// <param name="outerConstants">Constant tensors of enclosing graphs.</param>
-    public ReversePass(GraphBuilder builder, ModelProto template, IReadOnlyDictionary<string, ValueType> types,
-        Func<IReadOnlyDictionary<string, ValueType>> infer, Func<string, TensorProto?>? outerConstants = null)
+    public ReversePass(GraphBuilder builder, ModelProto template, IReadOnlyDictionary<string, TypeAndShape> types,
+        Func<IReadOnlyDictionary<string, TypeAndShape>> infer, Func<string, TensorProto?>? outerConstants = null)
     {
         _b = builder;
         _template = template;
@@ -41,7 +42,7 @@ internal sealed class ReversePass
     }
 
     /// <summary>Types of the values visible in the graph, updated after decompositions.</summary>
-    public IReadOnlyDictionary<string, ValueType> Types { get; private set; }
+    public IReadOnlyDictionary<string, TypeAndShape> Types { get; private set; }
 
     /// <summary>The graph differentiated.</summary>
     public GraphBuilder Builder => _b;
@@ -275,9 +276,9 @@ internal sealed class ReversePass
             return probe;
         }
 
-        IReadOnlyDictionary<string, ValueType> Probe()
+        IReadOnlyDictionary<string, TypeAndShape> Probe()
         {
-            var merged = new Dictionary<string, ValueType>(Types, StringComparer.Ordinal);
+            var merged = new Dictionary<string, TypeAndShape>(Types, StringComparer.Ordinal);
             if (g.Node.Count > 0)
                 foreach (var (k, v) in ShapeInference.Infer(ProbeModel())) merged[k] = v;
             return merged;
@@ -306,7 +307,7 @@ internal sealed class ReversePass
     }
 
     /// <summary>A value info of a tensor type: sizes where known, symbols where shape inference gave one, else unknown dimensions.</summary>
-    internal static ValueInfoProto ValueInfoOf(string name, ValueType t)
+    internal static ValueInfoProto ValueInfoOf(string name, TypeAndShape t)
     {
         var tensor = new TypeProto.Types.Tensor { ElemType = (int)t.ElementType };
         if (t.Dims is { } dims)

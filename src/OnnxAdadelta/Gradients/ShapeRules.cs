@@ -1,5 +1,5 @@
 using G = OnnxAdadelta.Gradients.GradientContext;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Gradients;
 

@@ -1,6 +1,7 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Gradients;
 
@@ -22,7 +23,7 @@ internal static class ShapeTensors
     /// output name to dimensions, for outputs with at least one dimension newly known (by size, or by the symbol of
     /// the dimension it copies, so that the autodiff can tell equal symbolic sizes apart from possibly broadcast ones).
     /// </summary>
-    public static Dictionary<string, Dim[]> RefinedReshapes(GraphProto graph, IReadOnlyDictionary<string, ValueType> types)
+    public static Dictionary<string, Dim[]> RefinedReshapes(GraphProto graph, IReadOnlyDictionary<string, TypeAndShape> types)
     {
         var values = new Dictionary<string, Dim[]>(StringComparer.Ordinal);
         foreach (var t in graph.Initializer)
@@ -49,7 +50,7 @@ internal static class ShapeTensors
     private static long? Attr(NodeProto n, string name) => n.Attribute.FirstOrDefault(a => a.Name == name)?.I;
 
     /// <summary>The partial value of a node's first output, or null when it is not a small int64 tensor this evaluates.</summary>
-    private static Dim[]? Evaluate(NodeProto n, IReadOnlyDictionary<string, ValueType> types, Dictionary<string, Dim[]> values)
+    private static Dim[]? Evaluate(NodeProto n, IReadOnlyDictionary<string, TypeAndShape> types, Dictionary<string, Dim[]> values)
     {
         Dim[]? In(int i) => i < n.Input.Count && n.Input[i].Length > 0 ? values.GetValueOrDefault(n.Input[i]) : null;
         long[]? Known(int i) => In(i) is { } v && v.All(x => x.Value is not null) ? v.Select(x => x.Value!.Value).ToArray() : null;
@@ -105,7 +106,7 @@ internal static class ShapeTensors
     /// An Expand's output dimensions: its input's dimensions and the shape tensor broadcast together, right-aligned
     /// (a shape element 1 keeps the input's dimension; an input dimension 1 takes the shape's element, number or symbol).
     /// </summary>
-    private static Dim[]? Expanded(NodeProto n, IReadOnlyDictionary<string, ValueType> types, Dictionary<string, Dim[]> values)
+    private static Dim[]? Expanded(NodeProto n, IReadOnlyDictionary<string, TypeAndShape> types, Dictionary<string, Dim[]> values)
     {
         if (n.Input.Count < 2 || values.GetValueOrDefault(n.Input[1]) is not { } shape) return null;
         var inputType = types.GetValueOrDefault(n.Input[0]);
@@ -124,7 +125,7 @@ internal static class ShapeTensors
     }
 
     /// <summary>A Reshape's output dimensions from its partially known shape input (0 copies the input's dimension unless allowzero; -1 is inferred).</summary>
-    private static Dim[]? Reshaped(NodeProto n, IReadOnlyDictionary<string, ValueType> types, Dictionary<string, Dim[]> values)
+    private static Dim[]? Reshaped(NodeProto n, IReadOnlyDictionary<string, TypeAndShape> types, Dictionary<string, Dim[]> values)
     {
         if (n.Input.Count < 2 || values.GetValueOrDefault(n.Input[1]) is not { } shape) return null;
         var inputType = types.GetValueOrDefault(n.Input[0]);

@@ -1,7 +1,8 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Gradients;
 
@@ -65,7 +66,7 @@ public static class StaticIfFolding
     }
 
     /// <summary>Int64 (bools as 0/1) values computable from constants and static shapes, or null.</summary>
-    private sealed class Evaluator(GraphProto graph, IReadOnlyDictionary<string, ValueType> types)
+    private sealed class Evaluator(GraphProto graph, IReadOnlyDictionary<string, TypeAndShape> types)
     {
         private readonly Dictionary<string, NodeProto> _producer = graph.Node.SelectMany(n => n.Output.Where(o => o.Length > 0).Select(o => (o, n)))
             .GroupBy(p => p.o).ToDictionary(g => g.Key, g => g.First().n, StringComparer.Ordinal);

@@ -1,8 +1,8 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
-using OnnxAdadelta.Optimizers;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Gradients;
 
@@ -48,13 +48,13 @@ internal static class TrainingLoss
     /// The type of a value: as declared where every dimension is a number; otherwise as ONNX Runtime infers it, which
     /// can know sizes the declaration leaves symbolic (after <c>--input-shape</c>, say), keeping declared symbols.
     /// </summary>
-    private static ValueType TypeOf(ModelProto model, GraphIndex index, string value)
+    private static TypeAndShape TypeOf(ModelProto model, GraphIndex index, string value)
     {
-        ValueType? declared = null;
+        TypeAndShape? declared = null;
         if (index.TypeOf(value) is { TensorType: { } t } type && t.ElemType != 0)
         {
             var dims = type.Dims();
-            declared = new ValueType((DataType)t.ElemType, dims?.Select(d => d as long?).ToArray(), dims?.Select(d => d as string).ToArray());
+            declared = new TypeAndShape((DataType)t.ElemType, dims?.Select(d => d as long?).ToArray(), dims?.Select(d => d as string).ToArray());
             if (declared.Dims is { } known && known.All(d => d is not null)) return declared;
         }
         var inferred = ShapeInference.Infer(model).GetValueOrDefault(value);
@@ -70,7 +70,7 @@ internal static class TrainingLoss
     /// produced the value, else from the label input's shape, else it is axis 1 of a rank-2 value; otherwise the
     /// build is refused. Cross-entropy on the output of a Softmax reads the Softmax's input as the logits.
     /// </summary>
-    private static string Classification(GraphProto graph, GraphIndex index, GraphBuilder b, BuildTrainingOptions o, ValueType type,
+    private static string Classification(GraphProto graph, GraphIndex index, GraphBuilder b, BuildTrainingOptions o, TypeAndShape type,
         string target, ValueInfoProto? existing, List<string> notes, List<LabelCheck>? labelChecks)
     {
         var name = o.Loss == LossKind.CrossEntropy ? "cross-entropy" : "nll";
@@ -147,7 +147,7 @@ internal static class TrainingLoss
     }
 
     /// <summary>The axis of <paramref name="type"/> that the label input's shape lacks, where exactly one fits.</summary>
-    private static int? LabelAxis(ValueType type, ValueInfoProto? labels)
+    private static int? LabelAxis(TypeAndShape type, ValueInfoProto? labels)
     {
         if (labels?.Type.Dims() is not { } labelDims || type.Dims is not { } dims || labelDims.Count != dims.Length - 1) return null;
         var fits = Enumerable.Range(0, dims.Length).Where(axis =>
@@ -164,7 +164,7 @@ internal static class TrainingLoss
         return fits.Count == 1 ? fits[0] : null;
     }
 
-    private static string BinaryCrossEntropy(GraphProto graph, GraphIndex index, GraphBuilder b, BuildTrainingOptions o, ValueType type,
+    private static string BinaryCrossEntropy(GraphProto graph, GraphIndex index, GraphBuilder b, BuildTrainingOptions o, TypeAndShape type,
         string target, ValueInfoProto? existing, List<string> notes)
     {
         AddFloatTarget(graph, b, o, type, target, existing);
@@ -191,7 +191,7 @@ internal static class TrainingLoss
         return b.Add("ReduceMean", [each], loss, GraphBuilder.Attr("keepdims", 0L));
     }
 
-    private static string MeanSquaredError(GraphProto graph, GraphBuilder b, BuildTrainingOptions o, ValueType type, string target, ValueInfoProto? existing)
+    private static string MeanSquaredError(GraphProto graph, GraphBuilder b, BuildTrainingOptions o, TypeAndShape type, string target, ValueInfoProto? existing)
     {
         AddFloatTarget(graph, b, o, type, target, existing);
         var loss = GradientGraphBuilder.LossName;
@@ -200,7 +200,7 @@ internal static class TrainingLoss
     }
 
     /// <summary>A float target of the output's type, added as a graph input unless the model has it.</summary>
-    private static void AddFloatTarget(GraphProto graph, GraphBuilder b, BuildTrainingOptions o, ValueType type, string target, ValueInfoProto? existing)
+    private static void AddFloatTarget(GraphProto graph, GraphBuilder b, BuildTrainingOptions o, TypeAndShape type, string target, ValueInfoProto? existing)
     {
         if (existing is null)
         {
@@ -224,7 +224,7 @@ internal static class TrainingLoss
     /// <paramref name="value"/> in float32 where it is float16 or bfloat16: the step model needs a float32 loss, and a
     /// half-precision mean would lose it, so the loss is computed from the value cast up. float32 and float64 stay.
     /// </summary>
-    private static string ToFloat32(GraphBuilder b, string value, ValueType type, string name) =>
+    private static string ToFloat32(GraphBuilder b, string value, TypeAndShape type, string name) =>
         type.ElementType is DataType.Float16 or DataType.Bfloat16 ? b.Add("Cast", [value], name, GraphBuilder.Attr("to", (long)DataType.Float)) : value;
 
     private static int Normalize(int axis, int rank) => axis < 0 ? axis + rank : axis;
@@ -236,6 +236,6 @@ internal static class TrainingLoss
         return [others[0], axis, .. others.Skip(1)];
     }
 
-    private static string Describe(ValueType t) =>
+    private static string Describe(TypeAndShape t) =>
         t.Dims is null ? "rank unknown" : $"[{string.Join(",", t.Dims.Select((d, k) => d?.ToString() ?? t.Symbol(k) ?? "?"))}]";
 }

@@ -1,8 +1,8 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
-using OnnxAdadelta.Optimizers;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Gradients;
 
@@ -122,7 +122,7 @@ public static class TrainingModes
     /// Sets training_mode=1 and computes the next running mean and variance beside the node; returns the two buffers and
     /// records in <paramref name="inference"/> that the node's inputs 3 and 4 are the running statistics in inference.
     /// </summary>
-    private static IEnumerable<BufferBinding> BatchNormalization(GraphBuilder b, IReadOnlyDictionary<string, ValueType> types, NodeProto node, int opset,
+    private static IEnumerable<BufferBinding> BatchNormalization(GraphBuilder b, IReadOnlyDictionary<string, TypeAndShape> types, NodeProto node, int opset,
         List<BufferBinding> earlier, Dictionary<string, string> inference)
     {
         KnownAttributes(node, "epsilon", "momentum", "training_mode");
@@ -159,7 +159,7 @@ public static class TrainingModes
             var m = Cast(b, Constant(b, $"{prefix}/momentum", Tensors.Create("", [momentum])), type, $"{prefix}/momentum_as_{what}");
             var rest = Cast(b, Constant(b, $"{prefix}/one_minus_momentum", Tensors.Create("", [1 - momentum])), type, $"{prefix}/one_minus_momentum_as_{what}");
             var batch = Cast(b, current[k], type, $"{prefix}/{what}_current");
-            var next = b.Reserve(running + AdadeltaRewrite.NextSuffix);
+            var next = b.Reserve(running + TrainingGraphInfo.NextSuffix);
             b.Graph.Node.Add(new NodeProto
             {
                 OpType = "Add", Name = b.UniqueName($"{next}/Add"), Output = { next },
@@ -217,7 +217,7 @@ public static class TrainingModes
     }
 
     /// <summary>Replaces the node by X·mask/(1 − ratio); returns its input (what its output is in inference).</summary>
-    private static string Dropout(GraphBuilder b, IReadOnlyDictionary<string, ValueType> types, NodeProto node, string step)
+    private static string Dropout(GraphBuilder b, IReadOnlyDictionary<string, TypeAndShape> types, NodeProto node, string step)
     {
         KnownAttributes(node, "seed");
         var graph = b.Graph;
@@ -232,7 +232,7 @@ public static class TrainingModes
         if (node.Input.Count > 1 && node.Input[1].Length > 0)
         {
             var t = ConstantOf(graph, node.Input[1]) ?? throw Fail(node, $"ratio ('{node.Input[1]}') is not a constant; random masks need a constant ratio");
-            var values = (DataType)t.DataType == DataType.Double ? t.ToArray<double>() : MixedPrecision.ToFloats(t).Select(v => (double)v).ToArray();
+            var values = t.ToDoubles();
             if (values.Length != 1) throw Fail(node, $"ratio ('{node.Input[1]}') has {values.Length} values; a scalar is expected");
             ratio = values[0];
         }

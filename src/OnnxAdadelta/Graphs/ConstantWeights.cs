@@ -1,5 +1,5 @@
-using Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using OnnxAdadelta.Onnx.Proto;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Graphs;
 

@@ -1,4 +1,4 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 
 namespace OnnxAdadelta.Graphs;
 

@@ -1,5 +1,5 @@
 using System.Globalization;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 
 namespace OnnxAdadelta.Graphs;
 

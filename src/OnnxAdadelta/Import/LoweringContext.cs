@@ -1,8 +1,9 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Import;
 
@@ -14,10 +15,10 @@ namespace OnnxAdadelta.Import;
 public sealed class LoweringContext : NodeRuleContext
 {
     private readonly Dictionary<int, string> _outputs = [];
-    private readonly Func<string, Gradients.ValueType?>? _infer;
+    private readonly Func<string, Runtime.TypeAndShape?>? _infer;
 
-    internal LoweringContext(GraphBuilder builder, NodeProto node, IReadOnlyDictionary<string, Gradients.ValueType> types, int opset,
-        Func<string, Gradients.ValueType?>? infer = null)
+    internal LoweringContext(GraphBuilder builder, NodeProto node, IReadOnlyDictionary<string, Runtime.TypeAndShape> types, int opset,
+        Func<string, Runtime.TypeAndShape?>? infer = null)
         : base(builder, node, opset, "_Lowered")
     {
         _infer = infer;
@@ -28,7 +29,7 @@ public sealed class LoweringContext : NodeRuleContext
     /// Types ONNX Runtime could infer; values computed only by unlowered training ops are missing unless the model
     /// declares them (value_info or a graph output with a shape).
     /// </summary>
-    public IReadOnlyDictionary<string, Gradients.ValueType> Types { get; }
+    public IReadOnlyDictionary<string, Runtime.TypeAndShape> Types { get; }
 
     internal IReadOnlyDictionary<int, string> Outputs => _outputs;
 
@@ -49,7 +50,7 @@ public sealed class LoweringContext : NodeRuleContext
     /// A value that only training ops computed is unknown at first; once those ops are lowered (the nodes before this
     /// one), ONNX Runtime is asked again, so gradients flowing into a later op have types too.
     /// </remarks>
-    public Gradients.ValueType? TypeOf(string value) => Types.GetValueOrDefault(value) ?? _infer?.Invoke(value);
+    public Runtime.TypeAndShape? TypeOf(string value) => Types.GetValueOrDefault(value) ?? _infer?.Invoke(value);
 
     /// <summary>The rank of a value; fails naming it when unknown.</summary>
     public int Rank(string value) => TypeOf(value)?.Rank ?? throw Fail($"the rank of '{value}' is unknown");
@@ -174,7 +175,7 @@ public static class Lowering
         bool Lowered(NodeProto n) => IsLowered(n, modelOpset);
         if (!graph.Node.Any(Lowered)) return;
 
-        Optimizers.Opsets.RaiseForRewrite(model);
+        Graphs.Opsets.RaiseForRewrite(model);
         int opset = (int)model.OpsetImport.Single(o => o.Domain is "" or "ai.onnx").Version;
         GraphPasses.TopologicalSort(graph);
         var types = InferableTypes(model, Lowered);
@@ -187,7 +188,7 @@ public static class Lowering
             var node = original[k];
             if (!Lowered(node)) { graph.Node.Add(node); continue; }
             int position = k;
-            Gradients.ValueType? Infer(string value)
+            Runtime.TypeAndShape? Infer(string value)
             {
                 // Re-infer at most once per lowered node, on the lowered prefix plus the nodes still to lower.
                 if (refreshedAt != position)
@@ -219,7 +220,7 @@ public static class Lowering
     /// Types ONNX Runtime infers for the part of the graph it can load: training-only ops (which stock ORT has no
     /// kernels for) are cut out, and the values they compute are left unknown.
     /// </summary>
-    private static IReadOnlyDictionary<string, Gradients.ValueType> InferableTypes(ModelProto model, Func<NodeProto, bool> lowered)
+    private static IReadOnlyDictionary<string, Runtime.TypeAndShape> InferableTypes(ModelProto model, Func<NodeProto, bool> lowered)
     {
         var probe = model.Clone();
         var g = probe.Graph;
@@ -236,7 +237,7 @@ public static class Lowering
         var outputs = g.Output.Where(o => !cut.Contains(o.Name)).ToList();
         g.Output.Clear();
         g.Output.AddRange(outputs);
-        Dictionary<string, Gradients.ValueType> types;
+        Dictionary<string, Runtime.TypeAndShape> types;
         try { types = new(ShapeInference.Infer(probe), StringComparer.Ordinal); }
         catch (OnnxAdadeltaException) { types = new(StringComparer.Ordinal); }
         // Declared types fill the gaps: graph inputs and initializers (known even when nothing inferable is left for
@@ -244,9 +245,9 @@ public static class Lowering
         // value_info or outputs (ONNX Runtime's own pool gradient kernels read their output shape from there).
         foreach (var info in model.Graph.Input.Concat(model.Graph.ValueInfo).Concat(model.Graph.Output))
             if (info.Type?.TensorType is { Shape: not null } && !types.ContainsKey(info.Name))
-                types[info.Name] = new Gradients.ValueType(info.Type.ElementType(), [.. info.Type.Dims()!.Select(d => d as long?)]);
+                types[info.Name] = new Runtime.TypeAndShape(info.Type.ElementType(), [.. info.Type.Dims()!.Select(d => d as long?)]);
         foreach (var t in model.Graph.Initializer)
-            types.TryAdd(t.Name, new Gradients.ValueType((TensorProto.Types.DataType)t.DataType, [.. t.Dims.Select(d => (long?)d)]));
+            types.TryAdd(t.Name, new Runtime.TypeAndShape((TensorProto.Types.DataType)t.DataType, [.. t.Dims.Select(d => (long?)d)]));
         return types;
     }
 

@@ -1,5 +1,5 @@
-using Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using OnnxAdadelta.Onnx.Proto;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Onnx;
 
@@ -47,6 +47,9 @@ internal static class DataTypes
 
     /// <summary>The ONNX spelling of a data type.</summary>
     internal static string Name(DataType dataType) => Name((int)dataType);
+
+    /// <summary>Whether parameters of <paramref name="type"/> can be trained: float32, float16 or bfloat16.</summary>
+    internal static bool IsTrainable(DataType type) => type is DataType.Float or DataType.Float16 or DataType.Bfloat16;
 
     /// <summary>The ONNX type that stores values of the .NET type <paramref name="type"/>, or null.</summary>
     internal static DataType? ForClrType(Type type) =>

@@ -1,7 +1,7 @@
 using System.Globalization;
 using Google.Protobuf;
-using Onnx;
-using DataLocation = Onnx.TensorProto.Types.DataLocation;
+using OnnxAdadelta.Onnx.Proto;
+using DataLocation = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataLocation;
 
 namespace OnnxAdadelta.Onnx;
 

@@ -1,5 +1,5 @@
 using Google.Protobuf;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 
 namespace OnnxAdadelta.Onnx;
 

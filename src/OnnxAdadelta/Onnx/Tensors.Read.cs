@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
-using Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using OnnxAdadelta.Onnx.Proto;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Onnx;
 
@@ -38,6 +38,17 @@ public static partial class Tensors
 
     /// <summary>The values of a FLOAT tensor, from <c>raw_data</c> or <c>float_data</c>.</summary>
     public static float[] ToFloatArray(this TensorProto t) => t.ToArray<float>();
+
+    /// <summary>The values of a float64, float32, float16 or bfloat16 tensor as float64 (exact).</summary>
+    /// <exception cref="OnnxAdadeltaException">The tensor has another data type.</exception>
+    public static double[] ToDoubles(this TensorProto t) => (DataType)t.DataType switch
+    {
+        DataType.Double => t.ToArray<double>(),
+        DataType.Float => Array.ConvertAll(t.ToFloatArray(), v => (double)v),
+        DataType.Float16 => Array.ConvertAll(t.ToArray<Half>(), v => (double)v),
+        DataType.Bfloat16 => Array.ConvertAll(t.ToArray<Microsoft.ML.OnnxRuntime.BFloat16>(), v => (double)(float)v),
+        var other => throw new OnnxAdadeltaException($"{Label(t.Name)} is {DataTypes.Name(other)}; a floating-point tensor was expected."),
+    };
 
     /// <summary>The values of an INT64 tensor, from <c>raw_data</c> or <c>int64_data</c>.</summary>
     public static long[] ToInt64Array(this TensorProto t) => t.ToArray<long>();

@@ -1,8 +1,8 @@
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using OnnxAdadelta.Onnx.Proto;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Onnx;
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using OnnxAdadelta.Graphs;
 
 namespace OnnxAdadelta.Optimizers;
 
@@ -226,7 +227,7 @@ public sealed record AdadeltaOptions
     }
 
     /// <summary>The float32 learning rate at <paramref name="iteration"/>, computed by the C# reference arithmetic.</summary>
-    public float LearningRateAt(long iteration) => LearningRateAt(Reference.ArrayMath.Instance, [(float)iteration])[0];
+    public float LearningRateAt(long iteration) => LearningRateAt(ArrayMath.Instance, [(float)iteration])[0];
 
     /// <summary>The update as a chain of pieces, applied in order to each parameter's gradient.</summary>
     /// <remarks>

@@ -1,7 +1,7 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Optimizers;
 
@@ -13,7 +13,7 @@ namespace OnnxAdadelta.Optimizers;
 public static class AdadeltaRewrite
 {
     /// <summary>Suffix of the output that carries a state tensor's next value.</summary>
-    public const string NextSuffix = ".next";
+    public const string NextSuffix = TrainingGraphInfo.NextSuffix;
 
     /// <summary>Rewrites <paramref name="training"/> (left unchanged) into a training-step model.</summary>
     /// <remarks>

@@ -35,5 +35,5 @@ public static class LearningRateScheduleExtensions
 {
     /// <summary>The float32 learning rate at iteration <paramref name="step"/>, computed by the C# reference arithmetic.</summary>
     public static float Evaluate(this ILearningRateSchedule schedule, long step) =>
-        schedule.Compute(Reference.ArrayMath.Instance, [(float)step])[0];
+        schedule.Compute(ArrayMath.Instance, [(float)step])[0];
 }

@@ -3,7 +3,7 @@ namespace OnnxAdadelta.Optimizers;
 /// <summary>
 /// The float32 arithmetic that optimizer pieces and learning-rate schedules are written in, once. One implementation
 /// emits ONNX nodes (<see cref="GraphMath"/>, values are tensor names); the other computes on arrays in plain C#
-/// (<see cref="Reference.ArrayMath"/>, values are float arrays). Because both run the same code, the in-graph update
+/// (<see cref="ArrayMath"/>, values are float arrays). Because both run the same code, the in-graph update
 /// and the reference perform the same operations in the same order with the same constants.
 /// </summary>
 /// <remarks>

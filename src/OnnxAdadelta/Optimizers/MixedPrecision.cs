@@ -1,6 +1,6 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Optimizers;
 
@@ -24,7 +24,7 @@ public static class MixedPrecision
     public const string MasterSlot = "master";
 
     /// <summary>Whether parameters of <paramref name="type"/> can be trained: float32, float16 or bfloat16.</summary>
-    public static bool IsTrainable(DataType type) => type is DataType.Float or DataType.Float16 or DataType.Bfloat16;
+    public static bool IsTrainable(DataType type) => DataTypes.IsTrainable(type);
 
     /// <summary>Whether <paramref name="type"/> is float16 or bfloat16 (stored in low precision, computed in float32).</summary>
     public static bool IsLowPrecision(DataType type) => type is DataType.Float16 or DataType.Bfloat16;

@@ -1,4 +1,5 @@
 using System.Globalization;
+using OnnxAdadelta.Graphs;
 
 namespace OnnxAdadelta.Optimizers;
 

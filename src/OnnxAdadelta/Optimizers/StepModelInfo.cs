@@ -1,7 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Onnx;
+using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
+using OnnxAdadelta.Onnx.Proto;
 
 namespace OnnxAdadelta.Optimizers;
 
@@ -64,7 +65,7 @@ public sealed record StepModelInfo
 
     /// <summary>
     /// Values computed differently in training (random dropout, batch statistics): export replaces each key by the value
-    /// it maps to (left out when none; see <see cref="TrainingGraphInfo.InferenceValues"/>).
+    /// it maps to (left out when none; see <see cref="Graphs.TrainingGraphInfo.InferenceValues"/>).
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyDictionary<string, string>? InferenceValues { get; init; }
@@ -206,7 +207,7 @@ public sealed record StepModelInfo
         var parameterSet = parameters.ToHashSet(StringComparer.Ordinal);
         foreach (var p in parameters)
         {
-            if (!Gradients.TryGetValue(p, out var g) || string.IsNullOrEmpty(g))
+            if (!this.Gradients.TryGetValue(p, out var g) || string.IsNullOrEmpty(g))
                 throw new OnnxAdadeltaException(Bad($"parameter '{p}' has no entry in 'gradients'."));
             var have = slots.GetValueOrDefault(p);
             if (required.FirstOrDefault(r => have is null || !have.Contains(r)) is { } missing)

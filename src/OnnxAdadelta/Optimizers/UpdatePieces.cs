@@ -1,3 +1,4 @@
+using OnnxAdadelta.Graphs;
 namespace OnnxAdadelta.Optimizers;
 
 /// <summary>

@@ -1,9 +1,9 @@
 using Microsoft.ML.OnnxRuntime;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Optimizers;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 using OnnxAdadelta.Runtime;
-using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Training;
 

@@ -1,4 +1,4 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Optimizers;
 
@@ -31,7 +31,7 @@ public static class InferenceExport
                 value.Name = p;
                 // With --fp32-state a float16/bfloat16 parameter's EMA is float32: rounded to the parameter's dtype.
                 if (value.DataType != byName[p].DataType)
-                    value = MixedPrecision.FromFloats(p, MixedPrecision.ToFloats(value), (global::Onnx.TensorProto.Types.DataType)byName[p].DataType, [.. value.Dims]);
+                    value = MixedPrecision.FromFloats(p, MixedPrecision.ToFloats(value), (global::OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType)byName[p].DataType, [.. value.Dims]);
                 graph.Initializer.Remove(byName[p]);
                 graph.Initializer.Add(value);
             }

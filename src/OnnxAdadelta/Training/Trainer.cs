@@ -1,11 +1,12 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
+using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 using OnnxAdadelta.Runtime;
-using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Training;
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;

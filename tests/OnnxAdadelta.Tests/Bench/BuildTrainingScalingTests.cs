@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using OnnxAdadelta.Bench;
 using OnnxAdadelta.Gradients;
+using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Optimizers;
 
 namespace OnnxAdadelta.Tests.Bench;

@@ -1,7 +1,8 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Training;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Tests.Cli;
 

@@ -92,7 +92,7 @@ public class ElementwiseGradientTests
     [Fact]
     public void CastBetweenFloatTypes()
     {
-        Check("Cast", [Random("x", S, 29)], [A.Attr("to", (long)global::Onnx.TensorProto.Types.DataType.Double)]);
+        Check("Cast", [Random("x", S, 29)], [A.Attr("to", (long)global::OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType.Double)]);
         // CastLike: x takes the type of 'like' (a float32 constant), and its gradient comes back as float64.
         Check("CastLike", [Random("x", S, 30), Fixed("like", [1.0], 1)]);
     }

@@ -1,8 +1,8 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Gradients;
 using static OnnxAdadelta.Tests.Gradients.GradientCheck;
 using A = OnnxAdadelta.Gradients.GradientContext;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Gradients;
 
@@ -182,7 +182,7 @@ public class EinsumGradientTests
 
     private static void Explain(NodeProto node)
     {
-        var types = new Dictionary<string, OnnxAdadelta.Gradients.ValueType>
+        var types = new Dictionary<string, OnnxAdadelta.Runtime.TypeAndShape>
         {
             ["a"] = new(DataType.Double, [2, 3]), ["b"] = new(DataType.Double, [3, 2]), ["y"] = new(DataType.Double, [2, 2]),
         };

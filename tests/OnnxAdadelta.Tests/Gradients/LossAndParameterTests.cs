@@ -1,11 +1,11 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Training;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Gradients;
 
@@ -248,7 +248,7 @@ public class LossAndParameterTests
         foreach (var loss in new[] { LossKind.Mse, LossKind.Bce })
         {
             var training = GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = loss, Output = "y" });
-            var graph = OnnxAdadelta.Optimizers.TrainingGraph.Analyze(training);
+            var graph = OnnxAdadelta.Graphs.TrainingGraph.Analyze(training);
             Assert.Equal("float[]", training.Graph.Output[0].Type.Describe());
             Assert.Equal("float16[3,2]", training.Graph.Output.Single(o => o.Name == "W_grad").Type.Describe());
             Assert.Equal(["W"], graph.Parameters.Select(p => p.Name));
@@ -263,7 +263,7 @@ public class LossAndParameterTests
         foreach (var t in m.Graph.Initializer) m.Graph.Input.Add(TypeProtos.ValueInfo(t.Name, DataType.Float, [.. t.Dims]));
         var training = GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits", ClassAxis = -1, Freeze = ["b"] });
         Assert.DoesNotContain(training.Graph.Input, i => i.Name == "b");
-        Assert.Equal(["W"], OnnxAdadelta.Optimizers.TrainingGraph.Analyze(training).Parameters.Select(p => p.Name));
+        Assert.Equal(["W"], OnnxAdadelta.Graphs.TrainingGraph.Analyze(training).Parameters.Select(p => p.Name));
     }
 
     [Fact]
@@ -291,7 +291,7 @@ public class LossAndParameterTests
         var m = new ModelProto { IrVersion = 8, Graph = g };
         m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
         var training = GradientGraphBuilder.Build(m, new BuildTrainingOptions { Loss = LossKind.Mse, Output = "y" });
-        Assert.Equal(["then_W", "else_W"], OnnxAdadelta.Optimizers.TrainingGraph.Analyze(training).Parameters.Select(p => p.Name));
+        Assert.Equal(["then_W", "else_W"], OnnxAdadelta.Graphs.TrainingGraph.Analyze(training).Parameters.Select(p => p.Name));
         // With the condition true, only the then-branch weight gets a gradient: d mean((x·W - t)²)/dW = 2/n · xᵀ(x·W - t).
         var x = new float[] { 1, 2, 3, 4, 5, 6 };
         using var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };

@@ -1,12 +1,12 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Gradients;
 using static OnnxAdadelta.Tests.Gradients.GradientCheck;
 using A = OnnxAdadelta.Gradients.GradientContext;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Gradients;
 
@@ -195,7 +195,7 @@ public class ShapeGradientTests
         // ONNX Runtime rejects unknown attributes of the model's opset itself; this guards against newer ones.
         var node = new NodeProto { OpType = op, Name = "n", Input = { "x", "i" }, Output = { "y" } };
         node.Attribute.Add(A.Attr("future", 1L));
-        var types = new Dictionary<string, OnnxAdadelta.Gradients.ValueType>
+        var types = new Dictionary<string, OnnxAdadelta.Runtime.TypeAndShape>
         {
             ["x"] = new(DataType.Double, [2, 3]), ["i"] = new(DataType.Int64, [2]), ["y"] = new(DataType.Double, [3, 2]),
         };

@@ -28,7 +28,7 @@ public class SoftmaxGradientTests
 
 public class SoftmaxCrossEntropyLossGradientTests
 {
-    private static global::Onnx.AttributeProto[] Attrs(string reduction, long? ignore = null) =>
+    private static global::OnnxAdadelta.Onnx.Proto.AttributeProto[] Attrs(string reduction, long? ignore = null) =>
         ignore is null ? [A.Attr("reduction", reduction)] : [A.Attr("reduction", reduction), A.Attr("ignore_index", ignore.Value)];
 
     [Theory]
@@ -112,7 +112,7 @@ public class SoftmaxCrossEntropyLossGradientTests
     [Fact]
     public void Int32Labels()
     {
-        var int32 = new global::Onnx.TensorProto { Name = "labels", DataType = (int)global::Onnx.TensorProto.Types.DataType.Int32, Dims = { 4 }, Int32Data = { 2, 0, 1, 2 } };
+        var int32 = new global::OnnxAdadelta.Onnx.Proto.TensorProto { Name = "labels", DataType = (int)global::OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType.Int32, Dims = { 4 }, Int32Data = { 2, 0, 1, 2 } };
         Check("SoftmaxCrossEntropyLoss", [Random("scores", [4, 3], 224, -2, 2), new In("labels", [], [4], Differentiable: false) { Ints = int32 }], Attrs("mean", 0));
     }
 }

@@ -1,4 +1,4 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Gradients;
 using static OnnxAdadelta.Tests.Import.LoweringCheck;
 using A = OnnxAdadelta.Import.LoweringContext;

@@ -1,4 +1,4 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Import;
 using static OnnxAdadelta.Tests.Import.LoweringCheck;

@@ -13,7 +13,7 @@ public class LoweringFrameworkTests
         second.Name = "again";
         second.Output[0] = "z";
         model.Graph.Node.Add(second);
-        var custom = new global::Onnx.NodeProto { OpType = "Thing", Domain = "ai.example", Name = "t", Input = { "x" }, Output = { "w" } };
+        var custom = new global::OnnxAdadelta.Onnx.Proto.NodeProto { OpType = "Thing", Domain = "ai.example", Name = "t", Input = { "x" }, Output = { "w" } };
         model.Graph.Node.Add(custom);
         var e = Assert.Throws<OnnxAdadeltaException>(() => Lowering.Apply(model));
         Assert.StartsWith("Unsupported ops in the training model: TotallyMadeUpGrad ×2, ai.example.Thing ×1.", e.Message);
@@ -28,12 +28,12 @@ public class LoweringFrameworkTests
         var x = Floats("x", [3, 4], 2, kinks: [0]);
         var b = Floats("b", [3, 2], 3);
         var model = OneNode("ReluGrad", Lowering.MicrosoftDomain, [dy, x], ["g"]);
-        model.Graph.Input.Add(OnnxAdadelta.Graphs.TypeProtos.ValueInfo("b", global::Onnx.TensorProto.Types.DataType.Float, [3, 2]));
-        var fused = new global::Onnx.NodeProto { OpType = "FusedMatMul", Domain = Lowering.MicrosoftDomain, Name = "fused", Input = { "g", "b" }, Output = { "y" } };
+        model.Graph.Input.Add(OnnxAdadelta.Graphs.TypeProtos.ValueInfo("b", global::OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType.Float, [3, 2]));
+        var fused = new global::OnnxAdadelta.Onnx.Proto.NodeProto { OpType = "FusedMatMul", Domain = Lowering.MicrosoftDomain, Name = "fused", Input = { "g", "b" }, Output = { "y" } };
         fused.Attribute.Add(LoweringContext.Attr("transA", 1L));
         model.Graph.Node.Add(fused);
         model.Graph.Output.Clear();
-        model.Graph.Output.Add(new global::Onnx.ValueInfoProto { Name = "y" });
+        model.Graph.Output.Add(new global::OnnxAdadelta.Onnx.Proto.ValueInfoProto { Name = "y" });
         Lowering.Apply(model);
 
         using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(model));

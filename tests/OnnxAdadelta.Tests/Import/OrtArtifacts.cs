@@ -2,13 +2,13 @@ using System.Runtime.InteropServices;
 using Google.FlatBuffers;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Import;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Training;
 using Xunit.Abstractions;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Import;
 

@@ -2,7 +2,7 @@ using OnnxAdadelta.Import;
 using OnnxAdadelta.Onnx;
 using Xunit.Abstractions;
 using static OnnxAdadelta.Tests.Import.OrtArtifacts;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Import;
 

@@ -1,4 +1,4 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Import;
 using OnnxAdadelta.Onnx;
@@ -7,7 +7,8 @@ using OnnxAdadelta.Tests.Cli;
 using OnnxAdadelta.Training;
 using Xunit.Abstractions;
 using static OnnxAdadelta.Tests.Import.OrtArtifacts;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Graphs;
 
 namespace OnnxAdadelta.Tests.Import;
 

@@ -1,6 +1,6 @@
 using OnnxAdadelta.Import;
 using static OnnxAdadelta.Tests.Import.LoweringCheck;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Import;
 
@@ -10,7 +10,7 @@ namespace OnnxAdadelta.Tests.Import;
 /// </summary>
 public class SoftmaxLossLoweringTests
 {
-    private static global::Onnx.AttributeProto Axis(long axis) => LoweringContext.Attr("axis", axis);
+    private static global::OnnxAdadelta.Onnx.Proto.AttributeProto Axis(long axis) => LoweringContext.Attr("axis", axis);
 
     [Theory]
     [InlineData("Softmax", -1)]
@@ -57,7 +57,7 @@ public class SoftmaxLossLoweringTests
         long rows = shape.Take(a).Aggregate(1L, (p, d) => p * d), cols = 24 / rows;
         var x = Floats("x", shape, 5, -2, 2);
         var dY = Floats("dY", shape, 6);
-        global::Onnx.AttributeProto[] attrs = axis is null ? [] : [Axis(axis.Value)];
+        global::OnnxAdadelta.Onnx.Proto.AttributeProto[] attrs = axis is null ? [] : [Axis(axis.Value)];
         var y = RunStandard(op, [x], ["y"], attrs, opset: 11)[0];
         var expected = GradientOf(op, [x with { Shape = [rows, cols] }], ["x"], [dY with { Shape = [rows, cols] }], [Axis(-1)], opset: 13)[0];
         var actual = RunLowered($"{op}Grad", [dY, new Feed("Y", y, shape)], ["dX"], attrs)[0];
@@ -107,7 +107,7 @@ public class SoftmaxLossLoweringTests
         return (Floats("scores", scoreShape, 11, -2, 2), new Feed("labels", labels, labelShape), new Feed("weights", new[] { 0.5f, 2f, 1.25f, 0.75f }, [4]));
     }
 
-    private static global::Onnx.AttributeProto[] LossAttributes(string reduction, long? ignore) =>
+    private static global::OnnxAdadelta.Onnx.Proto.AttributeProto[] LossAttributes(string reduction, long? ignore) =>
         ignore is { } ii ? [LoweringContext.Attr("reduction", reduction), LoweringContext.Attr("ignore_index", ii)] : [LoweringContext.Attr("reduction", reduction)];
 
     [Theory]

@@ -1,7 +1,7 @@
 using Google.Protobuf;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
-using DataLocation = Onnx.TensorProto.Types.DataLocation;
+using DataLocation = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataLocation;
 
 namespace OnnxAdadelta.Tests.Onnx;
 

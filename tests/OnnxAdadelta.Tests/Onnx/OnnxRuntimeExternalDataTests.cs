@@ -1,6 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using OnnxAdadelta.Onnx;
-using DataLocation = Onnx.TensorProto.Types.DataLocation;
+using DataLocation = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataLocation;
 
 namespace OnnxAdadelta.Tests.Onnx;
 
@@ -18,7 +18,7 @@ public class OnnxRuntimeExternalDataTests
         // The bias really went to the side file: the model alone is far smaller than 4000 bytes.
         Assert.True(new FileInfo(path).Length < 1000);
         Assert.Equal(4000, new FileInfo(path + ".data").Length);
-        Assert.Equal(DataLocation.External, global::Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(path)).Graph.Initializer[0].DataLocation);
+        Assert.Equal(DataLocation.External, global::OnnxAdadelta.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes(path)).Graph.Initializer[0].DataLocation);
 
         using var session = new InferenceSession(path);
         var x = Enumerable.Range(0, n).Select(i => (float)(n - i)).ToArray();

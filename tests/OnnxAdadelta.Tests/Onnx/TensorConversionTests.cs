@@ -1,9 +1,9 @@
 using System.Buffers.Binary;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Onnx;
 

@@ -1,5 +1,5 @@
 using Google.Protobuf;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
 
 namespace OnnxAdadelta.Tests.Onnx;

@@ -2,6 +2,7 @@ using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Reference;
 using OnnxAdadelta.Training;
+using OnnxAdadelta.Graphs;
 
 namespace OnnxAdadelta.Tests.Optimizers;
 

@@ -1,5 +1,5 @@
 using System.Text.Json.Nodes;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Tests.Cli;

@@ -1,5 +1,6 @@
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Reference;
+using OnnxAdadelta.Training;
 
 namespace OnnxAdadelta.Tests.Reference;
 

@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
@@ -7,7 +7,7 @@ using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Runtime;
 using OnnxAdadelta.Tests.Cli;
 using OnnxAdadelta.Training;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Runtime;
 

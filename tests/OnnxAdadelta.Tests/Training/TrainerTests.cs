@@ -3,6 +3,7 @@ using Microsoft.ML.OnnxRuntime;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Training;
+using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Tests.Training;
 

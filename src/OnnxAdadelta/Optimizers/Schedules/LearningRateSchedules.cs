@@ -16,9 +16,9 @@ namespace OnnxAdadelta.Optimizers;
 /// </remarks>
 public static class LearningRateSchedules
 {
-    private enum ValueType { Number, Bool, Numbers, Integers }
+    private enum TypeAndShape { Number, Bool, Numbers, Integers }
 
-    private sealed record Key(string Name, ValueType Type, object? Default, params string[] Aliases)
+    private sealed record Key(string Name, TypeAndShape Type, object? Default, params string[] Aliases)
     {
         public bool Matches(string name) =>
             string.Equals(Name, name, StringComparison.OrdinalIgnoreCase) ||
@@ -29,9 +29,9 @@ public static class LearningRateSchedules
             var names = string.Join("|", new[] { Name }.Concat(Aliases));
             var type = Type switch
             {
-                ValueType.Number => "number",
-                ValueType.Bool => "true|false",
-                ValueType.Numbers => "numbers separated by ;",
+                TypeAndShape.Number => "number",
+                TypeAndShape.Bool => "true|false",
+                TypeAndShape.Numbers => "numbers separated by ;",
                 _ => "integers separated by ;",
             };
             var need = Default switch
@@ -62,32 +62,32 @@ public static class LearningRateSchedules
         public long[] Integers(string key) => (long[])values[key];
     }
 
-    private static readonly Key Initial = new("initial", ValueType.Number, null, "initial_learning_rate");
-    private static readonly Key DecaySteps = new("decay_steps", ValueType.Number, null);
-    private static readonly Key DecayRate = new("decay_rate", ValueType.Number, null);
-    private static readonly Key Staircase = new("staircase", ValueType.Bool, false);
-    private static readonly Key Alpha = new("alpha", ValueType.Number, 0.0);
+    private static readonly Key Initial = new("initial", TypeAndShape.Number, null, "initial_learning_rate");
+    private static readonly Key DecaySteps = new("decay_steps", TypeAndShape.Number, null);
+    private static readonly Key DecayRate = new("decay_rate", TypeAndShape.Number, null);
+    private static readonly Key Staircase = new("staircase", TypeAndShape.Bool, false);
+    private static readonly Key Alpha = new("alpha", TypeAndShape.Number, 0.0);
 
     private static readonly Kind[] KindTable =
     [
         new("exponential", ["exponential_decay"], [Initial, DecaySteps, DecayRate, Staircase],
             a => new ExponentialDecay(a.Number("initial"), a.Number("decay_steps"), a.Number("decay_rate"), a.Bool("staircase"))),
         new("piecewise", ["piecewise_constant", "piecewise_constant_decay"],
-            [new("boundaries", ValueType.Integers, null), new("values", ValueType.Numbers, null)],
+            [new("boundaries", TypeAndShape.Integers, null), new("values", TypeAndShape.Numbers, null)],
             a => new PiecewiseConstantDecay(a.Integers("boundaries"), a.Numbers("values"))),
         new("polynomial", ["polynomial_decay"],
-            [Initial, DecaySteps, new("end", ValueType.Number, PolynomialDecay.DefaultEndLearningRate, "end_learning_rate"),
-             new("power", ValueType.Number, 1.0), new("cycle", ValueType.Bool, false)],
+            [Initial, DecaySteps, new("end", TypeAndShape.Number, PolynomialDecay.DefaultEndLearningRate, "end_learning_rate"),
+             new("power", TypeAndShape.Number, 1.0), new("cycle", TypeAndShape.Bool, false)],
             a => new PolynomialDecay(a.Number("initial"), a.Number("decay_steps"), a.Number("end"), a.Number("power"), a.Bool("cycle"))),
         new("inverse_time", ["inverse_time_decay"], [Initial, DecaySteps, DecayRate, Staircase],
             a => new InverseTimeDecay(a.Number("initial"), a.Number("decay_steps"), a.Number("decay_rate"), a.Bool("staircase"))),
         new("cosine", ["cosine_decay"], [Initial, DecaySteps, Alpha],
             a => new CosineDecay(a.Number("initial"), a.Number("decay_steps"), a.Number("alpha"))),
         new("cosine_restarts", ["cosine_decay_restarts"],
-            [Initial, new("first_decay_steps", ValueType.Number, null), new("t_mul", ValueType.Number, 2.0),
-             new("m_mul", ValueType.Number, 1.0), Alpha],
+            [Initial, new("first_decay_steps", TypeAndShape.Number, null), new("t_mul", TypeAndShape.Number, 2.0),
+             new("m_mul", TypeAndShape.Number, 1.0), Alpha],
             a => new CosineDecayRestarts(a.Number("initial"), a.Number("first_decay_steps"), a.Number("t_mul"), a.Number("m_mul"), a.Number("alpha"))),
-        new("constant", [], [new("value", ValueType.Number, null, "learning_rate")],
+        new("constant", [], [new("value", TypeAndShape.Number, null, "learning_rate")],
             a => new ConstantLearningRate((float)a.Number("value"))),
     ];
 
@@ -155,11 +155,11 @@ public static class LearningRateSchedules
         }
     }
 
-    private static string Expected(ValueType type) => type switch
+    private static string Expected(TypeAndShape type) => type switch
     {
-        ValueType.Number => "a number",
-        ValueType.Bool => "true or false",
-        ValueType.Numbers => "a ;-separated list of numbers",
+        TypeAndShape.Number => "a number",
+        TypeAndShape.Bool => "true or false",
+        TypeAndShape.Numbers => "a ;-separated list of numbers",
         _ => "a ;-separated list of integers",
     };
 
@@ -168,13 +168,13 @@ public static class LearningRateSchedules
     {
         switch (key.Type)
         {
-            case ValueType.Number:
+            case TypeAndShape.Number:
                 return ParseNumber(text) is { } number ? number : null;
-            case ValueType.Bool:
+            case TypeAndShape.Bool:
                 if (string.Equals(text, "true", StringComparison.OrdinalIgnoreCase)) return true;
                 if (string.Equals(text, "false", StringComparison.OrdinalIgnoreCase)) return false;
                 return null;
-            case ValueType.Numbers:
+            case TypeAndShape.Numbers:
             {
                 var items = text.Split(';');
                 var result = new double[items.Length];

@@ -1,8 +1,8 @@
-using Onnx;
-using OnnxAdadelta.Graphs;
-using DataType = Onnx.TensorProto.Types.DataType;
+using OnnxAdadelta.Onnx.Proto;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Onnx;
 
-namespace OnnxAdadelta.Optimizers;
+namespace OnnxAdadelta.Graphs;
 
 /// <summary>A trainable parameter of a training graph: its value and the graph value that holds its gradient.</summary>
 /// <param name="Name">The parameter (initializer or graph input) name.</param>
@@ -77,7 +77,7 @@ public sealed record TrainingGraph(string Loss, IReadOnlyList<string> DataInputs
         }
 
         // ORT marks trainable parameters by making them graph inputs with initializers; each must have a gradient.
-        var expected = graph.Input.Where(i => index.Initializers.ContainsKey(i.Name) && !buffers.Contains(i.Name) && MixedPrecision.IsTrainable(i.Type.ElementType())).Select(i => i.Name)
+        var expected = graph.Input.Where(i => index.Initializers.ContainsKey(i.Name) && !buffers.Contains(i.Name) && DataTypes.IsTrainable(i.Type.ElementType())).Select(i => i.Name)
             .Concat(suppliedValues.Keys);
         foreach (var name in expected)
             if (!gradients.ContainsKey(name))
@@ -95,7 +95,7 @@ public sealed record TrainingGraph(string Loss, IReadOnlyList<string> DataInputs
         {
             var value = (suppliedValues.GetValueOrDefault(name) ?? index.Initializers[name]).Clone();
             value.Name = name;
-            if (!MixedPrecision.IsTrainable((DataType)value.DataType))
+            if (!DataTypes.IsTrainable((DataType)value.DataType))
                 throw new OnnxAdadeltaException($"Parameter '{name}' is {Describe((DataType)value.DataType)}; only float32, float16 and bfloat16 parameters can be trained.");
             if (index.Initializers.TryGetValue(name, out var declared) && !declared.Dims.SequenceEqual(value.Dims))
                 throw new OnnxAdadeltaException($"--params gives '{name}' the shape [{string.Join(",", value.Dims)}], but the graph's is [{string.Join(",", declared.Dims)}].");

@@ -1,12 +1,11 @@
-using Onnx;
-using OnnxAdadelta.Graphs;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
 
-namespace OnnxAdadelta.Gradients;
+namespace OnnxAdadelta.Graphs;
 
 /// <summary>
-/// What every per-node rule works with, whether it differentiates a forward node (<see cref="GradientContext"/>) or
-/// lowers a com.microsoft node (<see cref="Import.LoweringContext"/>): the node's inputs and attributes, and a way to
+/// What every per-node rule works with, whether it differentiates a forward node (the autodiff's
+/// <c>GradientContext</c>) or lowers a com.microsoft node (the importer's <c>LoweringContext</c>): the node's inputs and attributes, and a way to
 /// emit standard ai.onnx nodes and constants named under <see cref="Prefix"/>.
 /// </summary>
 public abstract class NodeRuleContext

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 
-namespace OnnxAdadelta.Optimizers;
+namespace OnnxAdadelta.Graphs;
 
 /// <summary>
 /// A tensor the forward pass of a training graph updates (a BatchNormalization running mean or variance): the graph
@@ -33,7 +33,7 @@ public sealed record LabelCheck(string Input, long Classes, long? IgnoreIndex = 
     public static IReadOnlyList<LabelCheck> Find(GraphProto graph)
     {
         ArgumentNullException.ThrowIfNull(graph);
-        var index = new Graphs.GraphIndex(graph);
+        var index = new GraphIndex(graph);
         var result = new List<LabelCheck>();
         foreach (var node in graph.Node)
         {
@@ -78,6 +78,9 @@ public sealed record LabelCheck(string Input, long Classes, long? IgnoreIndex = 
 /// </summary>
 public sealed record TrainingGraphInfo
 {
+    /// <summary>Suffix of the output that carries a state tensor's (or buffer's) next value in a step model.</summary>
+    public const string NextSuffix = ".next";
+
     /// <summary>The metadata key that holds this record as JSON.</summary>
     public const string MetadataKey = "onnx_adadelta.training_graph";
 

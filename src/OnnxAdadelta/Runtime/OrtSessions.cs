@@ -1,9 +1,9 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Onnx;
 
-namespace OnnxAdadelta.Training;
+namespace OnnxAdadelta.Runtime;
 
 /// <summary>Where ONNX Runtime runs the training step.</summary>
 public enum Device

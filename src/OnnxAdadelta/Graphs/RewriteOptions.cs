@@ -1,8 +1,8 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 
-namespace OnnxAdadelta.Optimizers;
+namespace OnnxAdadelta.Graphs;
 
-/// <summary>How <see cref="AdadeltaRewrite"/> finds parameters and gradients in a training graph.</summary>
+/// <summary>How the Adadelta rewrite finds parameters and gradients in a training graph.</summary>
 public sealed record RewriteOptions
 {
     /// <summary>Explicit parameter → gradient value map; parameters not named here use ORT's <c>&lt;param&gt;_grad</c> output.</summary>

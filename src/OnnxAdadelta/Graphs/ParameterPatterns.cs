@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 
-namespace OnnxAdadelta.Optimizers;
+namespace OnnxAdadelta.Graphs;
 
 /// <summary>
 /// Name patterns that select parameters, as Keras's <c>exclude_from_weight_decay</c> does with <c>re.search</c>: a

@@ -1,6 +1,5 @@
-using OnnxAdadelta.Optimizers;
 
-namespace OnnxAdadelta.Reference;
+namespace OnnxAdadelta.Optimizers;
 
 /// <summary>
 /// <see cref="ITensorMath{T}"/> on float32 arrays in plain C#: one scalar loop per operation, float arithmetic only

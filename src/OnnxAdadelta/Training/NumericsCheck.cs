@@ -1,11 +1,12 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
-using OnnxAdadelta.Training;
-using DataType = Onnx.TensorProto.Types.DataType;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
+using OnnxAdadelta.Reference;
+using OnnxAdadelta.Runtime;
 
-namespace OnnxAdadelta.Reference;
+namespace OnnxAdadelta.Training;
 
 /// <summary>
 /// Checks a training-step model against <see cref="ReferenceAdadelta"/>: ONNX Runtime trains; after every step the

@@ -1,6 +1,6 @@
-using Onnx;
+using OnnxAdadelta.Onnx.Proto;
 
-namespace OnnxAdadelta.Optimizers;
+namespace OnnxAdadelta.Graphs;
 
 /// <summary>The ai.onnx opset policy of every pass that emits nodes.</summary>
 public static class Opsets

@@ -25,6 +25,9 @@
 //                                                                             verifies results; exit code 1 on a mismatch
 //   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --distributed
 //                                  data-parallel training under mpirun on 1, 2 and 4 ranks (DistributedBench)
+//   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --build-training 2000,20000,200000
+//                                                                             build-training's time on generated chains of
+//                                                                             that many nodes (default those three sizes)
 //   Other arguments go to BenchmarkDotNet, for example: -- --filter '*FusedLoop*'
 using System.Diagnostics;
 using BenchmarkDotNet.Running;
@@ -33,6 +36,13 @@ using OnnxAdadelta.Bench;
 var rest = args.ToList();
 bool check = rest.Remove("--check");
 bool quick = rest.Remove("--quick");
+int scaling = rest.IndexOf("--build-training");
+if (scaling >= 0)
+{
+    var sizes = scaling + 1 < rest.Count ? BuildTrainingScaling.ParseSizes(rest[scaling + 1]) : BuildTrainingScaling.DefaultSizes;
+    BuildTrainingScaling.Run(sizes, Console.Out);
+    return 0;
+}
 bool wholeStep = rest.Remove("--whole-step");
 string? Take(string flag)
 {

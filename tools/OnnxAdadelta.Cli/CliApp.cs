@@ -71,6 +71,13 @@ public sealed record CliIO(IAnsiConsole Console, TextWriter Out, TextWriter Erro
             Error.WriteLine($"onnx-adadelta: error: {prefix}{message.ReplaceLineEndings(" ")}");
             return 1;
         }
+        catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e)
+        {
+            // The library turns ONNX Runtime's errors into one-line messages where it runs a model; any other one still
+            // gets a single line naming the node, never a stack trace.
+            Error.WriteLine($"onnx-adadelta: error: {OnnxAdadelta.Runtime.OrtErrors.Message(e.Message, null, "the model")}");
+            return 1;
+        }
     }
 
     /// <summary>The same, printing nothing on standard output (the other ranks of a distributed job); errors still show.</summary>

@@ -15,7 +15,8 @@ public static class InspectCommand
         var command = new Command("inspect", "Show a model's parameters, gradients, optimizer state and opsets.") { input };
         command.SetAction(r => io.Guard(() =>
         {
-            var summary = ModelSummary.Of(ModelIO.Load(r.GetValue(input)!, CliApp.LoadOptionsOf(r)));
+            var path = r.GetValue(input)!;
+            var summary = ModelSummary.Of(ModelIO.Load(path, CliApp.LoadOptionsOf(r)), path);
             io.Console.MarkupLineInterpolated($"[bold]{summary.Kind}[/] (IR {summary.IrVersion}; opsets {string.Join(", ", summary.Opsets)})");
             foreach (var note in summary.Notes) io.Console.WriteLine(note);
             var table = new Table().AddColumns("tensor", "role", "type", "detail");

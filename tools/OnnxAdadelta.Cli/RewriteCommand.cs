@@ -1,6 +1,8 @@
 using System.CommandLine;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Runtime;
+using OnnxAdadelta.Training;
 
 namespace OnnxAdadelta.Cli;
 
@@ -19,7 +21,9 @@ public static class RewriteCommand
         {
             using var outputLock = DestinationLock.Acquire(r.GetValue(output)!, "step model (-o)");
             var options = flags.Options(r);
-            var step = AdadeltaRewrite.Apply(ModelIO.Load(r.GetValue(input)!, CliApp.LoadOptionsOf(r)), options, flags.Rewrite(r));
+            var path = r.GetValue(input)!;
+            var step = AdadeltaRewrite.Apply(ModelIO.Load(path, CliApp.LoadOptionsOf(r)), options, flags.Rewrite(r));
+            OrtSessions.Validate(step, $"the step model rewritten from {path}");
             ModelIO.Save(step, r.GetValue(output)!);
             var info = StepModelInfo.Read(step, r.GetValue(output)!);
             io.Out.WriteLine($"wrote {r.GetValue(output)}: {info.Parameters.Count()} parameters, {info.State.Count} state tensors, learning rate {info.Optimizer.LearningRate}");

@@ -54,7 +54,7 @@ public static class TrainCommand
             using var outputLock = DestinationLock.Acquire(r.GetValue(output)!, "checkpoint (-o)");
             using var logLock = r.GetValue(log) is { } logTarget ? DestinationLock.Acquire(logTarget, "step log (--log)") : null;
             var model = ModelIO.Load(path, CliApp.LoadOptionsOf(r));
-            bool isStep = StepModelInfo.TryRead(model) is not null;
+            bool isStep = StepModelInfo.TryRead(model, path) is not null;
             bool isArtifact = OrtArtifactImport.IsArtifact(model);
             if (r.GetValue(checkpoint) is not null && !isArtifact)
                 throw new ArgumentException($"--checkpoint applies only to ONNX Runtime training models ({OrtArtifactImport.AccumulatorOp} gradient accumulators); {path} is not one.");

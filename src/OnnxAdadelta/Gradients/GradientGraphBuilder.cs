@@ -99,7 +99,9 @@ public static class GradientGraphBuilder
     /// <exception cref="OnnxAdadeltaException">Bad options or an op without a rule; the message names the culprit.</exception>
     public static ModelProto Build(ModelProto inference, BuildTrainingOptions options, out BuildTrainingReport report)
     {
-        var model = OpsetUpgrade.Apply(FunctionInlining.Inline(inference));
+        var inlined = FunctionInlining.Inline(inference);
+        OpsetImports.Normalize(inlined);
+        var model = OpsetUpgrade.Apply(inlined);
         var graph = model.Graph;
         InputShapes.Apply(model, options.InputShapes);
         ConstantWeights.Apply(graph, options.TrainableConstants);
@@ -112,7 +114,9 @@ public static class GradientGraphBuilder
         var originalOutputs = graph.Output.Select(o => o.Clone()).ToList();
         var builder = new GraphBuilder(graph);
         var notes = new List<string>();
-        var loss = TrainingLoss.Append(model, builder, options, notes, out var reading);
+        var labels = new List<LabelCheck>();
+        var loss = TrainingLoss.Append(model, builder, options, notes, out var reading, labels);
+        if (labels.Count > 0) trainingInfo = trainingInfo with { Labels = labels };
         var types = ShapeInference.Infer(model);
         var lossType = types.GetValueOrDefault(loss);
         if (lossType is { Dims: { } lossDims } && lossDims.Any(d => d != 1))

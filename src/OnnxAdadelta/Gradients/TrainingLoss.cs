@@ -41,7 +41,8 @@ public sealed record LossReading(LossKind Kind, string Value, LossInputForm Form
 internal static class TrainingLoss
 {
     /// <summary>Appends the loss; returns its value. Decisions a user should know of go to <paramref name="notes"/>.</summary>
-    public static string Append(ModelProto model, GraphBuilder b, BuildTrainingOptions o, List<string> notes, out LossReading reading)
+    /// <remarks>The label input of cross-entropy and nll, with its class count where static, goes to <paramref name="labels"/>.</remarks>
+    public static string Append(ModelProto model, GraphBuilder b, BuildTrainingOptions o, List<string> notes, out LossReading reading, List<LabelCheck>? labels = null)
     {
         var graph = model.Graph;
         var index = new GraphIndex(graph);
@@ -69,7 +70,7 @@ internal static class TrainingLoss
         switch (o.Loss)
         {
             case LossKind.CrossEntropy or LossKind.Nll:
-                return Classification(graph, index, b, o, type, target, existing, notes, out reading);
+                return Classification(graph, index, b, o, type, target, existing, notes, out reading, labels);
             case LossKind.Bce:
                 return BinaryCrossEntropy(graph, index, b, o, type, target, existing, notes, out reading);
             default:
@@ -105,7 +106,7 @@ internal static class TrainingLoss
     /// build is refused. Cross-entropy on the output of a Softmax reads the Softmax's input as the logits.
     /// </summary>
     private static string Classification(GraphProto graph, GraphIndex index, GraphBuilder b, BuildTrainingOptions o, TypeAndShape type,
-        string target, ValueInfoProto? existing, List<string> notes, out LossReading reading)
+        string target, ValueInfoProto? existing, List<string> notes, out LossReading reading, List<LabelCheck>? labelChecks)
     {
         var name = o.Loss == LossKind.CrossEntropy ? "cross-entropy" : "nll";
         var rank = type.Rank ?? throw new OnnxAdadeltaException($"--loss {name}: the rank of '{o.Output}' is unknown; fix the input shapes with --input-shape.");
@@ -161,6 +162,7 @@ internal static class TrainingLoss
             graph.Input.Add(info);
         }
 
+        if (type.Dims![axis] is { } classCount && classCount > 0) labelChecks?.Add(new LabelCheck(target, classCount));
         scores = ToFloat32(b, scores, type, $"{GradientGraphBuilder.LossName}/scores_float32");
         if (type.ElementType is DataType.Float16 or DataType.Bfloat16) type = type with { ElementType = DataType.Float };
         if (o.Loss == LossKind.CrossEntropy && !logProbabilities)

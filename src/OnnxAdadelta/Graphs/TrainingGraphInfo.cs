@@ -14,6 +14,63 @@ namespace OnnxAdadelta.Graphs;
 public sealed record BufferBinding(string Input, string Output);
 
 /// <summary>
+/// A data input of class labels and the classes a loss reads them against: each label must lie in [0,
+/// <see cref="Classes"/>) or equal <see cref="IgnoreIndex"/>. Checked as each batch is bound, because ONNX Runtime
+/// either fails deep inside a kernel or, for a negative label, silently reads another class.
+/// </summary>
+/// <param name="Input">The int64 or int32 data input holding the labels.</param>
+/// <param name="Classes">The number of classes (the size of the scores' class axis).</param>
+/// <param name="IgnoreIndex">A label value that the loss skips, or null.</param>
+public sealed record LabelCheck(string Input, long Classes, long? IgnoreIndex = null)
+{
+    /// <summary>Losses whose input 1 is a class label per sample and input 0 the scores with classes on axis 1.</summary>
+    private static readonly string[] LabelLosses = ["SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"];
+
+    /// <summary>
+    /// The label checks of a graph that records none: each SoftmaxCrossEntropyLoss or NegativeLogLikelihoodLoss node
+    /// reading a graph input without a value as its labels, whose scores have a declared, static class axis (axis 1).
+    /// </summary>
+    public static IReadOnlyList<LabelCheck> Find(GraphProto graph)
+    {
+        ArgumentNullException.ThrowIfNull(graph);
+        var index = new GraphIndex(graph);
+        var result = new List<LabelCheck>();
+        foreach (var node in graph.Node)
+        {
+            if (node.Domain is not ("" or "ai.onnx") || !LabelLosses.Contains(node.OpType) || node.Input.Count < 2) continue;
+            var labels = node.Input[1];
+            if (!index.Inputs.ContainsKey(labels) || index.Initializers.ContainsKey(labels)) continue;
+            if (index.TypeOf(node.Input[0])?.TensorType?.Shape is not { Dim.Count: >= 2 } shape) continue;
+            var classes = shape.Dim[1];
+            if (classes.ValueCase != TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue || classes.DimValue < 1) continue;
+            var ignore = node.Attribute.FirstOrDefault(a => a.Name == "ignore_index");
+            result.Add(new LabelCheck(labels, classes.DimValue, ignore?.I));
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Checks the labels of one batch (int64 or int32, little-endian <paramref name="data"/>); <paramref name="where"/>
+    /// says which batch ("training step 7").
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">The first label out of range, with its position in the batch.</exception>
+    public void Check(ReadOnlySpan<byte> data, bool int32, string where)
+    {
+        int width = int32 ? 4 : 8;
+        int count = data.Length / width;
+        for (int i = 0; i < count; i++)
+        {
+            long v = int32 ? System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(data.Slice(i * 4, 4))
+                : System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(data.Slice(i * 8, 8));
+            if ((v < 0 || v >= Classes) && v != IgnoreIndex)
+                throw new OnnxAdadeltaException(
+                    $"Label input '{Input}': target {v} at element {i} of the batch of {where} is out of bounds; expected a class in [0, {Classes})" +
+                    (IgnoreIndex is { } ignore ? $" or the ignore_index {ignore}." : "."));
+        }
+    }
+}
+
+/// <summary>
 /// What a training graph made by <c>build-training</c> holds besides its loss and gradients, stored in its
 /// <c>metadata_props</c> under <see cref="MetadataKey"/> so that the rewrite can bind it: buffers the forward pass
 /// updates, the input that takes the step number (random dropout masks), and the values that export puts back into
@@ -46,9 +103,14 @@ public sealed record TrainingGraphInfo
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyDictionary<string, string>? InferenceValues { get; init; }
 
+    /// <summary>The label inputs of the loss, with their class counts (left out when none).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<LabelCheck>? Labels { get; init; }
+
     /// <summary>Whether the record holds nothing.</summary>
     [JsonIgnore]
-    public bool IsEmpty => (Buffers is null || Buffers.Count == 0) && StepInput is null && (InferenceValues is null || InferenceValues.Count == 0);
+    public bool IsEmpty => (Buffers is null || Buffers.Count == 0) && StepInput is null && (InferenceValues is null || InferenceValues.Count == 0)
+        && (Labels is null || Labels.Count == 0);
 
     /// <summary>Writes this record into the model's metadata, replacing an earlier one (or removing it when empty).</summary>
     public void WriteTo(ModelProto model)

@@ -58,6 +58,7 @@ public static class OrtArtifactImport
         var model = trainingModel.Clone();
         var graph = model.Graph ?? throw new OnnxAdadeltaException($"{source}: the model has no graph.");
         if (graph.Output.Count == 0) throw new OnnxAdadeltaException($"{source}: the training model has no outputs; its first output must be the loss.");
+        OpsetImports.Normalize(model, source);
 
         var parameters = RemoveAccumulators(graph, source);
         Lowering.Apply(model);

@@ -34,6 +34,7 @@ public static class AdadeltaRewrite
             throw new OnnxAdadeltaException("The model is already a training-step model; rewrite takes a training graph.");
         var model = training.Clone();
         var graph = model.Graph;
+        OpsetImports.Normalize(model);
         Opsets.RaiseForRewrite(model);
 
         var analyzed = TrainingGraph.Analyze(model, rewrite);
@@ -45,21 +46,21 @@ public static class AdadeltaRewrite
         var chain = options.Chain();
         var slots = UpdateChain.Slots(chain);
 
-        // Parameters become graph inputs with their values as initializers.
-        var inits = graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        // Parameters become graph inputs with their values as initializers (appended after the other initializers,
+        // trained ones first); frozen ones stay plain initializers. One pass over the lists, whatever the parameter count.
+        var replaced = found.Parameters.Concat(frozen).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        var keptInitializers = graph.Initializer.Where(t => !replaced.Contains(t.Name)).ToList();
+        graph.Initializer.Clear();
+        graph.Initializer.AddRange(keptInitializers);
+        graph.Initializer.AddRange(found.Parameters.Select(p => p.Value));
+        graph.Initializer.AddRange(frozen.Select(p => p.Value));
+        var frozenNames = frozen.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        var keptInputs = graph.Input.Where(i => !frozenNames.Contains(i.Name)).ToList();
+        var inputNames = keptInputs.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var p in found.Parameters)
-        {
-            if (inits.TryGetValue(p.Name, out var existing)) graph.Initializer.Remove(existing);
-            graph.Initializer.Add(p.Value);
-            if (!graph.Input.Any(i => i.Name == p.Name)) graph.Input.Add(TypeProtos.ValueInfo(p.Name, (DataType)p.Value.DataType, p.Value.Dims));
-        }
-
-        foreach (var p in frozen)
-        {
-            if (inits.TryGetValue(p.Name, out var existing)) graph.Initializer.Remove(existing);
-            graph.Initializer.Add(p.Value);
-            foreach (var input in graph.Input.Where(i => i.Name == p.Name).ToList()) graph.Input.Remove(input);
-        }
+            if (inputNames.Add(p.Name)) keptInputs.Add(TypeProtos.ValueInfo(p.Name, (DataType)p.Value.DataType, p.Value.Dims));
+        graph.Input.Clear();
+        graph.Input.AddRange(keptInputs);
 
         var state = new List<StateBinding>();
         var newOutputs = new List<ValueInfoProto>();
@@ -149,11 +150,22 @@ public static class AdadeltaRewrite
             Gradients = found.Parameters.ToDictionary(p => p.Name, p => p.Gradient),
             Optimizer = options,
             InferenceValues = analyzed.Info.InferenceValues,
+            Labels = LabelsOf(analyzed, graph) is { Count: > 0 } labels ? labels : null,
         }.WriteTo(model);
         foreach (var entry in model.MetadataProps.Where(p => p.Key == TrainingGraphInfo.MetadataKey).ToList()) model.MetadataProps.Remove(entry);
         // Format 2: each state input's value moves to an initializer of another name, so that every binding can feed it.
         StepModelState.UpgradeInPlace(model, StepModelInfo.Read(model, "the step model"));
         return model;
+    }
+
+    /// <summary>
+    /// The label checks of the step model: those build-training recorded, else those found in the graph, kept where
+    /// the labels are still a data input.
+    /// </summary>
+    private static List<LabelCheck> LabelsOf(TrainingGraph analyzed, GraphProto graph)
+    {
+        var data = analyzed.DataInputs.ToHashSet(StringComparer.Ordinal);
+        return (analyzed.Info.Labels ?? LabelCheck.Find(graph)).Where(l => data.Contains(l.Input)).ToList();
     }
 
     // The counter conditions as int64 nodes on the counter (read before the increment) and its next value.

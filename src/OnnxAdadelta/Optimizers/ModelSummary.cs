@@ -18,15 +18,16 @@ public sealed record SummaryRow(string Name, string Role, string Type, string De
 /// <param name="Notes">Lines such as the optimizer arguments, or why the model is not a training graph.</param>
 public sealed record ModelSummary(string Kind, long IrVersion, IReadOnlyList<string> Opsets, IReadOnlyList<SummaryRow> Rows, IReadOnlyList<string> Notes)
 {
-    /// <summary>Summarizes <paramref name="model"/>.</summary>
-    public static ModelSummary Of(ModelProto model)
+    /// <summary>Summarizes <paramref name="model"/>; errors name it as <paramref name="source"/>.</summary>
+    /// <exception cref="OnnxAdadeltaException">A step model whose metadata disagrees with its graph.</exception>
+    public static ModelSummary Of(ModelProto model, string source = "the model")
     {
         var index = new GraphIndex(model.Graph);
         var opsets = model.OpsetImport.Select(o => $"{(o.Domain.Length == 0 ? "ai.onnx" : o.Domain)}:{o.Version}").ToList();
         string TypeOf(string n) => index.TypeOf(n).Describe();
         var rows = new List<SummaryRow>();
         var notes = new List<string>();
-        if (StepModelInfo.TryRead(model) is { } info)
+        if (StepModelInfo.TryRead(model, source) is { } info)
         {
             var o = info.Optimizer;
             notes.Add($"optimizer: {o.Type} variant={AdadeltaVariants.Name(o.Variant)} name={o.Name} learning_rate={o.LearningRate.ToSpec()} rho={o.Rho:R} epsilon={o.Epsilon:R}"

@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using OnnxAdadelta.Graphs;
+using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Onnx.Proto;
 
 namespace OnnxAdadelta.Optimizers;
@@ -76,6 +78,16 @@ public sealed record StepModelInfo
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyDictionary<string, string>? InferenceValues { get; init; }
 
+    /// <summary>
+    /// The label inputs checked as each batch is bound (left out when none; older files have none, and
+    /// <see cref="LabelChecks"/> then finds them in the graph).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<LabelCheck>? Labels { get; init; }
+
+    /// <summary>The label checks of <paramref name="model"/>: those recorded in <see cref="Labels"/>, else those <see cref="LabelCheck.Find"/> finds in its graph.</summary>
+    public IReadOnlyList<LabelCheck> LabelChecks(ModelProto model) => Labels ?? LabelCheck.Find(model.Graph);
+
     /// <summary>The iteration counter's binding.</summary>
     [JsonIgnore]
     public StateBinding Iterations => State.Single(s => s.Kind == StateKind.Iterations);
@@ -92,26 +104,169 @@ public sealed record StepModelInfo
         model.MetadataProps.Add(new StringStringEntryProto { Key = MetadataKey, Value = JsonSerializer.Serialize(this, MetadataJson.Of<StepModelInfo>()) });
     }
 
-    /// <summary>The record stored in <paramref name="model"/>, or null if it is not a training-step model.</summary>
-    public static StepModelInfo? TryRead(ModelProto model)
+    /// <summary>
+    /// The record stored in <paramref name="model"/>, checked against its graph (<see cref="Validate"/>), or null if it
+    /// is not a training-step model.
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">The metadata is not valid JSON of this record, or disagrees with the graph; the message names the binding.</exception>
+    public static StepModelInfo? TryRead(ModelProto model, string source = "the model")
     {
+        ArgumentNullException.ThrowIfNull(model);
         var entry = model.MetadataProps.FirstOrDefault(p => p.Key == MetadataKey);
         if (entry is null) return null;
-        try
-        {
-            var info = JsonSerializer.Deserialize(entry.Value, MetadataJson.Of<StepModelInfo>());
-            info?.Optimizer.Validate();
-            return info;
-        }
-        catch (JsonException e) { throw new OnnxAdadeltaException($"metadata '{MetadataKey}' is not valid: {e.Message}", e); }
-        catch (ArgumentException e)
-        {
-            var message = e.ParamName is { } param ? e.Message.Replace($" (Parameter '{param}')", "", StringComparison.Ordinal) : e.Message;
-            throw new OnnxAdadeltaException($"metadata '{MetadataKey}' is not valid: {message}", e);
-        }
+        StepModelInfo? info;
+        try { info = JsonSerializer.Deserialize(entry.Value, MetadataJson.Of<StepModelInfo>()); }
+        catch (JsonException e) { throw new OnnxAdadeltaException($"{source}: metadata '{MetadataKey}' is not valid: {OneLine(e.Message)}", e); }
+        if (info is null) throw new OnnxAdadeltaException($"{source}: metadata '{MetadataKey}' is null; expected the step model's JSON record (loss, data_inputs, state, gradients, optimizer).");
+        info.Validate(model, source);
+        return info;
     }
 
     /// <summary>The record stored in <paramref name="model"/>; throws naming <paramref name="source"/> if there is none.</summary>
     public static StepModelInfo Read(ModelProto model, string source) =>
-        TryRead(model) ?? throw new OnnxAdadeltaException($"{source}: not a training-step model (no '{MetadataKey}' metadata); make one with 'onnx-adadelta rewrite'.");
+        TryRead(model, source) ?? throw new OnnxAdadeltaException($"{source}: not a training-step model (no '{MetadataKey}' metadata); make one with 'onnx-adadelta rewrite'.");
+
+    /// <summary>
+    /// Checks the record against <paramref name="model"/>'s graph, so that a hand-edited or damaged record fails here,
+    /// naming the binding, rather than deep inside a run: every field present; one iteration counter (an int64
+    /// initializer of one element); each state binding reading a graph input that has an initializer and writing a
+    /// graph output, with no input or output bound twice; each parameter with its gradient and the slots its optimizer
+    /// keeps (accum_grad and accum_var, plus ema or gradient_accumulator where the options use them); the loss and the
+    /// other outputs among the graph outputs and the data inputs among the graph inputs; valid optimizer arguments.
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">The first disagreement, naming <paramref name="source"/> and the binding.</exception>
+    public void Validate(ModelProto model, string source)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        string Bad(string what) => $"{source}: step-model metadata '{MetadataKey}': {what}";
+        if (string.IsNullOrEmpty(Loss)) throw new OnnxAdadeltaException(Bad("'loss' is missing or empty; expected the name of the loss output."));
+        if (Outputs is null) throw new OnnxAdadeltaException(Bad("'outputs' is null; expected the list of the training graph's outputs."));
+        if (DataInputs is null) throw new OnnxAdadeltaException(Bad("'data_inputs' is null; expected the list of the inputs fed per step."));
+        if (State is null || State.Count == 0) throw new OnnxAdadeltaException(Bad("'state' is empty; expected one {input, output} binding per parameter, slot and the iteration counter."));
+        if (Gradients is null) throw new OnnxAdadeltaException(Bad("'gradients' is null; expected the gradient value of each parameter."));
+        if (Optimizer is null) throw new OnnxAdadeltaException(Bad("'optimizer' is null; expected the optimizer's arguments."));
+
+        var graph = model.Graph;
+        var inputs = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        var outputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var initializers = new Dictionary<string, TensorProto>(StringComparer.Ordinal);
+        foreach (var t in graph.Initializer) initializers.TryAdd(t.Name, t);
+        if (!outputs.Contains(Loss)) throw new OnnxAdadeltaException(Bad($"the loss '{Loss}' is not a graph output."));
+        foreach (var o in Outputs)
+            if (o is null || !outputs.Contains(o)) throw new OnnxAdadeltaException(Bad($"output '{o}' is not a graph output."));
+        foreach (var d in DataInputs)
+        {
+            if (d is null || !inputs.Contains(d)) throw new OnnxAdadeltaException(Bad($"data input '{d}' is not a graph input."));
+            if (initializers.ContainsKey(d)) throw new OnnxAdadeltaException(Bad($"data input '{d}' has an initializer, so it is state or a constant, not data fed per step."));
+        }
+
+        var boundInputs = new HashSet<string>(StringComparer.Ordinal);
+        var boundOutputs = new HashSet<string>(StringComparer.Ordinal);
+        var iterations = new List<StateBinding>();
+        var parameters = new List<string>();
+        var slots = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var s in State)
+        {
+            if (s is null) throw new OnnxAdadeltaException(Bad("a state binding is null; expected {input, output, kind}."));
+            var label = $"state binding {{input '{s.Input}', output '{s.Output}', kind {s.Kind}}}";
+            if (string.IsNullOrEmpty(s.Input) || string.IsNullOrEmpty(s.Output))
+                throw new OnnxAdadeltaException(Bad($"{label} lacks an input or output name."));
+            if (!Enum.IsDefined(s.Kind)) throw new OnnxAdadeltaException(Bad($"{label} has an unknown kind; expected Parameter, Slot, Iterations or Buffer."));
+            if (!inputs.Contains(s.Input)) throw new OnnxAdadeltaException(Bad($"{label}: '{s.Input}' is not a graph input."));
+            if (!initializers.ContainsKey(StepModelState.InitialName(s))) throw new OnnxAdadeltaException(Bad($"{label}: no initializer '{StepModelState.InitialName(s)}' holds its current value."));
+            if (!outputs.Contains(s.Output)) throw new OnnxAdadeltaException(Bad($"{label}: '{s.Output}' is not a graph output."));
+            if (!boundInputs.Add(s.Input)) throw new OnnxAdadeltaException(Bad($"{label}: input '{s.Input}' is bound twice."));
+            if (!boundOutputs.Add(s.Output)) throw new OnnxAdadeltaException(Bad($"{label}: output '{s.Output}' is bound twice."));
+            switch (s.Kind)
+            {
+                case StateKind.Iterations: iterations.Add(s); break;
+                case StateKind.Parameter: parameters.Add(s.Input); break;
+                case StateKind.Slot:
+                    if (string.IsNullOrEmpty(s.Parameter) || string.IsNullOrEmpty(s.Slot))
+                        throw new OnnxAdadeltaException(Bad($"{label} names no parameter or slot."));
+                    if (!slots.TryGetValue(s.Parameter, out var set)) slots[s.Parameter] = set = new HashSet<string>(StringComparer.Ordinal);
+                    if (!set.Add(s.Slot)) throw new OnnxAdadeltaException(Bad($"{label}: parameter '{s.Parameter}' has slot '{s.Slot}' twice."));
+                    break;
+            }
+        }
+        if (iterations.Count != 1)
+            throw new OnnxAdadeltaException(Bad(iterations.Count == 0 ? "no state binding of kind Iterations; expected exactly one iteration counter."
+                : $"{iterations.Count} state bindings of kind Iterations ({string.Join(", ", iterations.Select(i => $"'{i.Input}'"))}); expected exactly one."));
+        var counter = initializers[StepModelState.InitialName(iterations[0])];
+        if (counter.DataType != (int)TensorProto.Types.DataType.Int64 || Tensors.ElementCount(counter.Dims) != 1)
+            throw new OnnxAdadeltaException(Bad($"the iteration counter '{counter.Name}' is {DataTypes.Name((TensorProto.Types.DataType)counter.DataType)}[{string.Join(",", counter.Dims)}]; expected one int64."));
+
+        AdadeltaOptions options;
+        try { options = Optimizer.Validate(); }
+        catch (Exception e) when (e is ArgumentException or OnnxAdadeltaException or NullReferenceException)
+        {
+            throw new OnnxAdadeltaException(Bad($"'optimizer' is not valid: {OneLine(e.Message)}"), e);
+        }
+        var required = new List<string> { ScaleByAdadelta.AccumGrad, ScaleByAdadelta.AccumVar };
+        if (options.UseEma) required.Add(MovingAverage.Slot);
+        if (options.GradientAccumulationSteps is not null) required.Add(AccumulateGradients.Accumulator);
+        var parameterSet = parameters.ToHashSet(StringComparer.Ordinal);
+        foreach (var p in parameters)
+        {
+            if (!this.Gradients.TryGetValue(p, out var g) || string.IsNullOrEmpty(g))
+                throw new OnnxAdadeltaException(Bad($"parameter '{p}' has no entry in 'gradients'."));
+            var have = slots.GetValueOrDefault(p);
+            if (required.FirstOrDefault(r => have is null || !have.Contains(r)) is { } missing)
+                throw new OnnxAdadeltaException(Bad($"parameter '{p}' has no '{missing}' state binding; the optimizer keeps {string.Join(", ", required)} per parameter."));
+        }
+        foreach (var l in Labels ?? [])
+        {
+            if (l is null || string.IsNullOrEmpty(l.Input) || !DataInputs.Contains(l.Input))
+                throw new OnnxAdadeltaException(Bad($"label check '{l?.Input}' does not name a data input."));
+            if (l.Classes < 1) throw new OnnxAdadeltaException(Bad($"label check '{l.Input}' has {l.Classes} classes; expected at least 1."));
+        }
+        if (slots.Keys.FirstOrDefault(k => !parameterSet.Contains(k)) is { } orphan)
+            throw new OnnxAdadeltaException(Bad($"slot state names parameter '{orphan}', which has no state binding of kind Parameter."));
+    }
+
+    /// <summary>
+    /// Refuses stored state no run could have produced: a non-finite element (NaN, ±Inf) in a parameter, slot or buffer,
+    /// a negative element in an accumulator of squares (<c>accum_grad</c>, <c>accum_var</c>), or a negative iteration count.
+    /// Reads every state initializer once.
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">The first such element, naming <paramref name="source"/>, the tensor and the index.</exception>
+    public void ValidateState(ModelProto model, string source)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var initializers = new Dictionary<string, TensorProto>(StringComparer.Ordinal);
+        foreach (var t in model.Graph.Initializer) initializers.TryAdd(t.Name, t);
+        foreach (var s in State)
+        {
+            if (!initializers.TryGetValue(StepModelState.InitialName(s), out var t)) continue;
+            if (s.Kind == StateKind.Iterations)
+            {
+                if (t.DataType == (int)TensorProto.Types.DataType.Int64 && t.ToInt64Array() is [var it] && it < 0)
+                    throw new OnnxAdadeltaException($"{source}: the iteration counter '{s.Input}' is {it}; a count of steps cannot be negative.");
+                continue;
+            }
+            if (!MixedPrecision.IsTrainable((TensorProto.Types.DataType)t.DataType)) continue;
+            var values = MixedPrecision.ToFloats(t);
+            bool squares = s.Kind == StateKind.Slot && s.Slot is ScaleByAdadelta.AccumGrad or ScaleByAdadelta.AccumVar;
+            for (int i = 0; i < values.Length; i++)
+            {
+                if (!float.IsFinite(values[i]))
+                    throw new OnnxAdadeltaException($"{source}: state tensor '{s.Input}' ({Describe(s)}) holds {Format(values[i])} at element {i}; stored state must be finite (the run that wrote it diverged).");
+                if (squares && values[i] < 0)
+                    throw new OnnxAdadeltaException($"{source}: state tensor '{s.Input}' ({Describe(s)}) holds {Format(values[i])} at element {i}; an accumulator of squares cannot be negative.");
+            }
+        }
+    }
+
+    private static string Describe(StateBinding s) => s.Kind switch
+    {
+        StateKind.Slot => $"slot {s.Slot} of parameter '{s.Parameter}'",
+        StateKind.Parameter => "a parameter",
+        StateKind.Buffer => "a buffer",
+        _ => s.Kind.ToString(),
+    };
+
+    private static string Format(float v) => float.IsNaN(v) ? "NaN" : float.IsPositiveInfinity(v) ? "+Inf" : float.IsNegativeInfinity(v) ? "-Inf"
+        : v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+
+    private static string OneLine(string message) => message.ReplaceLineEndings(" ");
 }

@@ -27,7 +27,9 @@ public static class OrtSessions
     /// <summary>Session options for <paramref name="device"/>; throws a clear error when CUDA is not available.</summary>
     public static SessionOptions Options(Device device)
     {
-        var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
+        // Errors are reported by the library as one line each (OrtErrors); ONNX Runtime's own log lines would repeat
+        // them on standard error.
+        var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
         if (device != Device.Cuda) return options;
         if (!CudaBuilt)
         {
@@ -70,6 +72,20 @@ public static class OrtSessions
             finally { dir.Delete(recursive: true); }
         }
         catch (OnnxRuntimeException e) { throw new OnnxAdadeltaException($"ONNX Runtime rejected {what}: {e.Message.Split('\n')[0]}", e); }
+    }
+
+    /// <summary>
+    /// Loads <paramref name="model"/> into a CPU session with graph optimizations off, and closes it: ONNX Runtime's own
+    /// checks of the graph (every op known at its opset, attributes of the right type, every output produced, tensor data
+    /// of the declared size), without running anything. Writers call it before saving a model, so that a file is never
+    /// written that <c>train</c> would refuse.
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">ONNX Runtime rejected the model; the message names <paramref name="what"/> and gives its reason.</exception>
+    public static void Validate(ModelProto model, string what)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
+        using var session = Create(model, options, what);
     }
 
     /// <summary>The memory the device's kernels read and write.</summary>

@@ -64,8 +64,12 @@ public static class OrtShapeInference
             if (declaredRanks.TryGetValue(name, out var r) && r > 0) types[name] = types[name] with { Dims = new long?[r], Symbols = new string?[r] };
         unknown = unknown.Where(n => !declaredRanks.ContainsKey(n)).ToArray();
         if (unknown.Length == 0) return;
+        // Only the values asked about are outputs: a session's set-up grows with nodes times outputs.
+        var rankProbe = probe.Clone();
+        rankProbe.Graph.Output.Clear();
+        foreach (var name in unknown) rankProbe.Graph.Output.Add(new ValueInfoProto { Name = name });
         using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
-        using var session = OrtSessions.Create(probe, options);
+        using var session = OrtSessions.Create(rankProbe, options);
         foreach (var size in new long[] { 2, 16, 1 })
         {
             var ranks = TryRun(session, unknown, size);

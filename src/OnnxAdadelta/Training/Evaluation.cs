@@ -39,8 +39,9 @@ public static class Evaluation
         if (labels.Shape.Length == 0 || labels.RowCount != data.RowCount)
             throw new OnnxAdadeltaException($"Target '{target}' has shape {labels.ShapeText}; {data.RowCount} rows are expected.");
 
-        using var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
+        using var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
         using var session = OrtSessions.Create(model, options);
+        using var runOptions = new RunOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
         var plan = data.Plan(data.FixedBatchSize is null ? (int)Math.Min(batchSize, data.RowCount) : null, shuffle: false, seed: 0);
         long correct = 0, rows = 0;
         double squared = 0;
@@ -57,7 +58,10 @@ public static class Evaluation
             var values = feeds.Select(f => ToOrtValue(f.Batch, session.InputMetadata[f.Name].ElementDataType)).ToList();
             try
             {
-                using var results = session.Run(new RunOptions(), feeds.Select(f => f.Name).ToArray(), values, [output]);
+                IDisposableReadOnlyCollection<OrtValue> results;
+                try { results = session.Run(runOptions, feeds.Select(f => f.Name).ToArray(), values, [output]); }
+                catch (OnnxRuntimeException e) { throw OrtErrors.Describe(e, model, $"the evaluation (rows {rowsOfBatch[0]} to {rowsOfBatch[^1]})"); }
+                using var owned = results;
                 var y = results[0].GetTensorDataAsSpan<float>();
                 var shape = results[0].GetTensorTypeAndShape().Shape;
                 if (classes)

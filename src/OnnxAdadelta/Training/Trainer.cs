@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using OnnxAdadelta.Onnx.Proto;
+using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
 using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
@@ -62,7 +63,7 @@ public sealed class Trainer : IDisposable
     }
 
     private readonly InferenceSession _session;
-    private readonly RunOptions _run = new();
+    private readonly RunOptions _run = new() { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
     private readonly OrtMemoryInfo _deviceMemory;
     private readonly Slot[] _slots;
     private readonly string[] _hostOutputs;
@@ -72,17 +73,23 @@ public sealed class Trainer : IDisposable
     private readonly Dictionary<TensorElementType, FlatTensorBuffer> _stateBuffers = [];
     private readonly Dictionary<TensorElementType, FlatTensorBuffer> _spareBuffers = [];
     private readonly Dictionary<TensorElementType, FlatTensorBuffer> _gradientBuffers = [];
+    private readonly Dictionary<string, LabelCheck> _labels = new(StringComparer.Ordinal);
     private OrtIoBinding[]? _pingPong;
     private int _parity;
     private string? _profilePath;
 
-    /// <summary>Loads <paramref name="stepModel"/> into an ONNX Runtime session.</summary>
+    /// <summary>
+    /// Loads <paramref name="stepModel"/> into an ONNX Runtime session, after checking its metadata against its graph
+    /// (<see cref="StepModelInfo.Validate"/>) and its stored state (<see cref="StepModelInfo.ValidateState"/>).
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">The metadata or the stored state is not valid, or ONNX Runtime rejects the model.</exception>
     public Trainer(ModelProto stepModel, TrainerOptions? options = null)
     {
         options ??= new TrainerOptions();
         // Older step models (state values in initializers named as the inputs) are upgraded, so checkpoints are format 2.
         Model = StepModelState.Upgrade(stepModel);
         Info = StepModelInfo.Read(Model, "the model");
+        Info.ValidateState(Model, "the step model");
         Device = options.Device;
         var inits = StepModelState.Values(Model, Info);
         var unsupported = options.Update == UpdateMode.Graph ? null : FusedUpdate.Unsupported(Info, Device);
@@ -116,6 +123,7 @@ public sealed class Trainer : IDisposable
         }
         _deviceMemory = OrtSessions.DeviceMemory(Device);
         _inputMetadata = _session.InputMetadata;
+        foreach (var check in Info.LabelChecks(Model)) _labels.TryAdd(check.Input, check);
         _hostOutputs = [Info.Loss, .. options.ExtraOutputs];
         if (Device == Device.Cpu)
         {
@@ -282,7 +290,7 @@ public sealed class Trainer : IDisposable
         {
             var binding = _pingPong[_parity];
             BindData(binding);
-            _session.RunWithBinding(_run, binding);
+            RunWith(binding);
             foreach (var s in _slots) (s.Current, s.Spare) = (s.Spare!, s.Current);
             _parity ^= 1;
         }
@@ -306,7 +314,7 @@ public sealed class Trainer : IDisposable
             else binding.BindOutputToDevice(s.Binding.Output, toHost ? OrtMemoryInfo.DefaultInstance : _deviceMemory);
         }
         BindHostOutputs(binding);
-        _session.RunWithBinding(_run, binding);
+        RunWith(binding);
 
         var names = binding.GetOutputNames();
         var values = binding.GetOutputValues().ToList();
@@ -339,6 +347,13 @@ public sealed class Trainer : IDisposable
         foreach (var v in values) if (!kept.Contains(v)) v.Dispose();
 
         if (_slots.All(s => s.CurrentOnDevice && s.Spare is not null)) BuildPingPong();
+    }
+
+    /// <summary>Runs one step; an error of ONNX Runtime becomes one line naming the node and the likely cause.</summary>
+    private void RunWith(OrtIoBinding binding)
+    {
+        try { _session.RunWithBinding(_run, binding); }
+        catch (OnnxRuntimeException e) { throw OrtErrors.Describe(e, Model, $"training step {Iteration + 1}"); }
     }
 
     private void BuildPingPong()
@@ -374,7 +389,12 @@ public sealed class Trainer : IDisposable
         {
             buffer.Value?.Dispose();
             var type = _inputMetadata[name].ElementDataType;
-            buffer = ((long[])shape.Clone(), OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, shape));
+            try { buffer = ((long[])shape.Clone(), OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, shape)); }
+            catch (OnnxRuntimeException e)
+            {
+                _dataBuffers.Remove(name);
+                throw new OnnxAdadeltaException($"Data input '{name}': ONNX Runtime cannot allocate a batch of shape [{string.Join(",", shape)}]: {e.Message.Split('\n')[0]}; lower --batch-size.", e);
+            }
             _dataBuffers[name] = buffer;
         }
         return buffer.Value;
@@ -382,7 +402,14 @@ public sealed class Trainer : IDisposable
 
     private void BindData(OrtIoBinding binding)
     {
-        foreach (var name in Info.DataInputs) binding.BindInput(name, _dataBuffers[name].Value);
+        foreach (var name in Info.DataInputs)
+        {
+            var value = _dataBuffers[name].Value;
+            // Class labels are checked against the class count before ONNX Runtime sees them (ignore_index honoured).
+            if (_labels.TryGetValue(name, out var labels))
+                labels.Check(value.GetTensorMutableRawData().ToArray(), _inputMetadata[name].ElementDataType == TensorElementType.Int32, $"training step {Iteration + 1}");
+            binding.BindInput(name, value);
+        }
     }
 
     private float ReadLoss()

@@ -88,6 +88,8 @@ public sealed class DistributedTrainer : IDisposable
         if (_options.Threads is < 1) throw new ArgumentException($"Invalid thread count: {_options.Threads} (expected at least 1).");
         _collective = collective;
         _simulatedRanks = simulatedRanks;
+        // The split and the ranks' buffers read state values from initializers named as the inputs (format 1).
+        stepModel = StepModelState.WithInputDefaults(stepModel);
         Model = stepModel;
         Split = StepSplit.Apply(stepModel);
         foreach (var g in Split.Gradients.Where(g => g.Type != DataType.Float))

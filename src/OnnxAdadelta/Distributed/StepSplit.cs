@@ -52,6 +52,7 @@ public sealed record StepSplit
     /// <exception cref="OnnxAdadeltaException">The step model is not one, or its update reads more than gradients and state.</exception>
     public static StepSplit Apply(ModelProto stepModel)
     {
+        stepModel = StepModelState.WithInputDefaults(stepModel);
         var info = StepModelInfo.Read(stepModel, "the model");
         var inits = stepModel.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
         var producers = new HashSet<string>(stepModel.Graph.Node.SelectMany(n => n.Output), StringComparer.Ordinal);

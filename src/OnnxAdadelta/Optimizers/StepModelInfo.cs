@@ -173,7 +173,8 @@ public sealed record StepModelInfo
                 throw new OnnxAdadeltaException(Bad($"{label} lacks an input or output name."));
             if (!Enum.IsDefined(s.Kind)) throw new OnnxAdadeltaException(Bad($"{label} has an unknown kind; expected Parameter, Slot, Iterations or Buffer."));
             if (!inputs.Contains(s.Input)) throw new OnnxAdadeltaException(Bad($"{label}: '{s.Input}' is not a graph input."));
-            if (!initializers.ContainsKey(StepModelState.InitialName(s))) throw new OnnxAdadeltaException(Bad($"{label}: no initializer '{StepModelState.InitialName(s)}' holds its current value."));
+            // Format 2 keeps the value under the binding's own name; a session's copy may leave it out (StepModelState.Values checks it).
+            if (s.Initial is null && !initializers.ContainsKey(s.Input)) throw new OnnxAdadeltaException(Bad($"{label}: no initializer '{StepModelState.InitialName(s)}' holds its current value."));
             if (!outputs.Contains(s.Output)) throw new OnnxAdadeltaException(Bad($"{label}: '{s.Output}' is not a graph output."));
             if (!boundInputs.Add(s.Input)) throw new OnnxAdadeltaException(Bad($"{label}: input '{s.Input}' is bound twice."));
             if (!boundOutputs.Add(s.Output)) throw new OnnxAdadeltaException(Bad($"{label}: output '{s.Output}' is bound twice."));
@@ -192,8 +193,7 @@ public sealed record StepModelInfo
         if (iterations.Count != 1)
             throw new OnnxAdadeltaException(Bad(iterations.Count == 0 ? "no state binding of kind Iterations; expected exactly one iteration counter."
                 : $"{iterations.Count} state bindings of kind Iterations ({string.Join(", ", iterations.Select(i => $"'{i.Input}'"))}); expected exactly one."));
-        var counter = initializers[StepModelState.InitialName(iterations[0])];
-        if (counter.DataType != (int)TensorProto.Types.DataType.Int64 || Tensors.ElementCount(counter.Dims) != 1)
+        if (initializers.TryGetValue(StepModelState.InitialName(iterations[0]), out var counter) && (counter.DataType != (int)TensorProto.Types.DataType.Int64 || Tensors.ElementCount(counter.Dims) != 1))
             throw new OnnxAdadeltaException(Bad($"the iteration counter '{counter.Name}' is {DataTypes.Name((TensorProto.Types.DataType)counter.DataType)}[{string.Join(",", counter.Dims)}]; expected one int64."));
 
         AdadeltaOptions options;

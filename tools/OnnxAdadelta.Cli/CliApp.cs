@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
 using Spectre.Console;
 
 namespace OnnxAdadelta.Cli;
@@ -6,6 +8,9 @@ namespace OnnxAdadelta.Cli;
 /// <summary>The <c>onnx-adadelta</c> command line: parses, calls the library, prints.</summary>
 public static class CliApp
 {
+    /// <summary>The program's name, as messages and help print it.</summary>
+    public const string Name = "onnx-adadelta";
+
     /// <summary>Runs the command line; returns the exit code. Output goes to the given writers (the console by default).</summary>
     public static int Run(string[] args, TextWriter? output = null, TextWriter? error = null)
     {
@@ -29,7 +34,16 @@ public static class CliApp
             EvaluateCommand.Create(io),
             InspectCommand.Create(io),
         };
-        return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        var help = root.Options.OfType<HelpOption>().Single();
+        help.Action = new HelpWithExitCodes((HelpAction)help.Action!);
+        var parsed = root.Parse(args);
+        if (parsed.Action is ParseErrorAction)
+        {
+            error.WriteLine($"{Name}: error: {UsageErrors.Describe(parsed)}");
+            error.WriteLine(UsageErrors.SeeHelp(parsed));
+            return ExitCodes.Usage;
+        }
+        return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
     }
 }
 
@@ -39,15 +53,35 @@ public static class CliApp
 /// <param name="Error">Standard error.</param>
 public sealed record CliIO(IAnsiConsole Console, TextWriter Out, TextWriter Error)
 {
-    /// <summary>Runs a command body: bad input (a model, data or argument) prints one line on stderr and exits 1.</summary>
+    /// <summary>
+    /// Runs a command body: bad input (a model, data or argument) prints one line on stderr and exits
+    /// <see cref="ExitCodes.BadInput"/>; a cancelled run (Ctrl+C) exits <see cref="ExitCodes.Interrupted"/>.
+    /// </summary>
     public int Guard(Func<int> body)
     {
         try { return body(); }
         catch (Exception e) when (e is OnnxAdadeltaException or ArgumentException or IOException or UnauthorizedAccessException)
         {
             var message = e is ArgumentException { ParamName: { } param } ? e.Message.Replace($" (Parameter '{param}')", "") : e.Message;
-            Error.WriteLine($"onnx-adadelta: error: {message.ReplaceLineEndings(" ")}");
-            return 1;
+            Error.WriteLine($"{CliApp.Name}: error: {message.ReplaceLineEndings(" ")}");
+            return ExitCodes.BadInput;
         }
+        catch (OperationCanceledException)
+        {
+            Error.WriteLine($"{CliApp.Name}: interrupted");
+            return ExitCodes.Interrupted;
+        }
+    }
+}
+
+/// <summary>The standard help, followed by the exit codes.</summary>
+internal sealed class HelpWithExitCodes(HelpAction inner) : SynchronousCommandLineAction
+{
+    /// <inheritdoc/>
+    public override int Invoke(ParseResult parseResult)
+    {
+        int code = inner.Invoke(parseResult);
+        parseResult.InvocationConfiguration.Output.WriteLine(ExitCodes.Help);
+        return code;
     }
 }

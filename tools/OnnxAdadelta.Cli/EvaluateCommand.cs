@@ -11,7 +11,7 @@ public static class EvaluateCommand
     public static Command Create(CliIO io)
     {
         var input = new Argument<string>("MODEL.onnx") { Description = "An inference model, checkpoint or step model." };
-        var data = new Option<string>("--data") { Description = "An .npz with the model's inputs and the target array.", Required = true };
+        var data = new Option<string>("--data") { HelpName = "FILE.npz", Description = "An .npz with the model's inputs and the target array.", Required = true };
         var target = new Option<string>("--target") { Description = "The target array: int labels (accuracy) or floats (mean squared error).", DefaultValueFactory = _ => "labels" };
         var output = new Option<string?>("--output") { Description = "The output to compare (default: the first)." };
         var command = new Command("evaluate", "Report a model's accuracy (class labels) or mean squared error (float targets) on a dataset.") { input, data, target, output };

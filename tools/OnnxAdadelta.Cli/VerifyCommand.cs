@@ -14,7 +14,7 @@ public static class VerifyCommand
     public static Command Create(CliIO io)
     {
         var input = new Argument<string>("STEP.onnx") { Description = "A training-step model or checkpoint." };
-        var data = new Option<string>("--data") { Description = "An .npz file with one array per data input.", Required = true };
+        var data = new Option<string>("--data") { HelpName = "FILE.npz", Description = "An .npz file with one array per data input.", Required = true };
         var steps = new Option<int>("--steps") { Description = "Steps to compare.", Required = true };
         var maxUlp = new Option<long>("--max-ulp") { Description = "Largest ULP distance allowed (default 0: bit-identical).", DefaultValueFactory = _ => 0 };
         var device = new Option<Device>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => Device.Cpu };

@@ -17,7 +17,8 @@ public static class InspectCommand
     public static Command Create(CliIO io)
     {
         var input = new Argument<string>("MODEL.onnx") { Description = "Any ONNX model: an inference model, a training graph, ONNX Runtime training artifacts, a step model or a checkpoint." };
-        var command = new Command("inspect", "Say what kind of model a file is and the command to run next; list its parameters, gradients, optimizer state and opsets.") { input };
+        var json = JsonOutput.Option();
+        var command = new Command("inspect", "Say what kind of model a file is and the command to run next; list its parameters, gradients, optimizer state and opsets.") { input, json };
         command.SetAction(r => io.Guard(() =>
         {
             var path = r.GetValue(input)!;
@@ -25,6 +26,31 @@ public static class InspectCommand
             var summary = ModelSummary.Of(model);
             var (kind, next) = Classify(model, summary, path);
             var (count, values) = Parameters(model, summary);
+            if (r.GetValue(json))
+            {
+                JsonOutput.Write(io.Out, w =>
+                {
+                    w.WriteString("kind", kind);
+                    w.WriteNumber("ir_version", summary.IrVersion);
+                    w.Strings("opsets", summary.Opsets);
+                    w.WriteNumber("parameters", count);
+                    w.WriteNumber("parameter_values", values);
+                    w.Strings("notes", summary.Notes.Where(n => !n.StartsWith("not a training graph", StringComparison.Ordinal)));
+                    w.WriteStartArray("tensors");
+                    foreach (var row in summary.Rows)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("name", row.Name);
+                        w.WriteString("role", row.Role);
+                        w.WriteString("type", row.Type);
+                        w.WriteString("detail", row.Detail);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                    w.Strings("next", next);
+                });
+                return ExitCodes.Ok;
+            }
             foreach (var line in Wrap($"{kind} (IR {summary.IrVersion}; opsets {string.Join(", ", summary.Opsets)})", Width)) io.Out.WriteLine(line);
             io.Out.WriteLine($"{count} parameters, {values:N0} values");
             foreach (var note in summary.Notes.Where(n => !n.StartsWith("not a training graph", StringComparison.Ordinal)))

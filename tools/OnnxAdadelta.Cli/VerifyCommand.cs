@@ -19,7 +19,8 @@ public static class VerifyCommand
         var maxUlp = new Option<long>("--max-ulp") { Description = "Largest ULP distance allowed (default 0: bit-identical).", DefaultValueFactory = _ => 0 };
         var device = new Option<Device>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => Device.Cpu };
         var common = new DataFlags();
-        var command = new Command("verify", "Run ONNX Runtime and the C# reference Adadelta on the same gradients; report abs, rel and ULP error; exit 1 past --max-ulp.") { input, data, steps, maxUlp, device };
+        var json = JsonOutput.Option();
+        var command = new Command("verify", "Run ONNX Runtime and the C# reference Adadelta on the same gradients; report abs, rel and ULP error; exit 1 past --max-ulp.") { input, data, steps, maxUlp, device, json };
         common.AddTo(command);
         command.SetAction(r => io.Guard(() =>
         {
@@ -31,11 +32,34 @@ public static class VerifyCommand
             var errors = NumericsCheck.Run(model, run.Steps, i => TrainingRun.BatchAt(dataset, plan, inputs, i), r.GetValue(device));
 
             var limit = r.GetValue(maxUlp);
+            var worst = errors.Count == 0 ? 0 : errors.Max(e => e.MaxUlp);
+            if (r.GetValue(json))
+            {
+                JsonOutput.Write(io.Out, w =>
+                {
+                    w.WriteNumber("steps", run.Steps);
+                    w.WriteString("device", r.GetValue(device).ToString().ToLowerInvariant());
+                    w.WriteNumber("max_ulp", worst);
+                    w.WriteNumber("limit", limit);
+                    w.WriteBoolean("pass", worst <= limit);
+                    w.WriteStartArray("tensors");
+                    foreach (var e in errors)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("name", e.Name);
+                        w.Number("max_abs", e.MaxAbs);
+                        w.Number("max_rel", e.MaxRel);
+                        w.WriteNumber("max_ulp", e.MaxUlp);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                });
+                return worst <= limit ? ExitCodes.Ok : ExitCodes.BadInput;
+            }
             var table = new Table().AddColumns("tensor", "max abs", "max rel", "max ULP", "");
             foreach (var e in errors)
                 table.AddRow(Markup.Escape(e.Name), e.MaxAbs.ToString("G3"), e.MaxRel.ToString("G3"), e.MaxUlp.ToString(), e.MaxUlp <= limit ? "ok" : "[red]over[/]");
             io.Console.Write(table);
-            var worst = errors.Count == 0 ? 0 : errors.Max(e => e.MaxUlp);
             io.Out.WriteLine($"{run.Steps} steps on {r.GetValue(device).ToString().ToLowerInvariant()}: max ULP {worst} (limit {limit}) -> {(worst <= limit ? "pass" : "FAIL")}");
             return worst <= limit ? 0 : 1;
         }));

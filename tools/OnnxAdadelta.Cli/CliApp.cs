@@ -34,14 +34,22 @@ public static class CliApp
             EvaluateCommand.Create(io),
             InspectCommand.Create(io),
         };
-        var help = root.Options.OfType<HelpOption>().Single();
-        help.Action = new HelpWithExitCodes((HelpAction)help.Action!);
+        HelpNames.Apply(root);
+        var helpOption = root.Options.OfType<HelpOption>().Single();
+        helpOption.Action = new HelpWithExitCodes((HelpAction)helpOption.Action!);
         var parsed = root.Parse(args);
         if (parsed.Action is ParseErrorAction)
         {
             error.WriteLine($"{Name}: error: {UsageErrors.Describe(parsed)}");
             error.WriteLine(UsageErrors.SeeHelp(parsed));
             return ExitCodes.Usage;
+        }
+        if (parsed.Action is HelpWithExitCodes)
+        {
+            var help = new StringWriter();
+            int code = parsed.Invoke(new InvocationConfiguration { Output = help, Error = error });
+            output.Write(HelpWithExitCodes.Tidy(help.ToString()));
+            return code;
         }
         return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
     }
@@ -83,5 +91,23 @@ internal sealed class HelpWithExitCodes(HelpAction inner) : SynchronousCommandLi
         int code = inner.Invoke(parseResult);
         parseResult.InvocationConfiguration.Output.WriteLine(ExitCodes.Help);
         return code;
+    }
+
+    /// <summary>
+    /// States each default once: drops System.CommandLine's <c>[default: X]</c> where the description already says
+    /// "(default ...)", and writes enum and boolean defaults in lowercase, as they are typed.
+    /// </summary>
+    public static string Tidy(string help)
+    {
+        var lines = help.Split('\n');
+        for (int i = 0; i < lines.Length; i++)
+        {
+            var line = lines[i];
+            line = System.Text.RegularExpressions.Regex.Replace(line, @"\[default: ([A-Z][a-z]+)\]", m => $"[default: {m.Groups[1].Value.ToLowerInvariant()}]");
+            if (line.Contains("(default", StringComparison.Ordinal))
+                line = System.Text.RegularExpressions.Regex.Replace(line, @" \[default: [^\]]*\]", "");
+            lines[i] = line;
+        }
+        return string.Join('\n', lines);
     }
 }

@@ -45,7 +45,7 @@ public class UsageErrorTests
 
     [Fact]
     public void AnOptionWithoutItsValue() =>
-        AssertUsage(CliRunner.Run("import-ort", "a.onnx", "-o"), "--out: missing value (expected <OUT>)", "import-ort ");
+        AssertUsage(CliRunner.Run("import-ort", "a.onnx", "-o"), "--out: missing value (expected <FILE.onnx>)", "import-ort ");
 
     [Fact]
     public void BadInputIsExitOneWithoutAPointerToHelp()
@@ -62,5 +62,43 @@ public class UsageErrorTests
         var r = CliRunner.Run("train", "--help");
         Assert.Equal(0, r.ExitCode);
         Assert.Contains("Exit codes: 0 ok, 1 bad input or failed verify, 2 usage error, 3 stopped on a NaN/Inf loss, 130 interrupted.", r.Out);
+    }
+}
+
+/// <summary>Help placeholders say what to type.</summary>
+public class HelpPlaceholderTests
+{
+    [Theory]
+    [InlineData("train", "--data <FILE.npz>")]
+    [InlineData("train", "--lr <RATE>")]
+    [InlineData("train", "--device <cpu|cuda>")]
+    [InlineData("verify", "--max-ulp <K>")]
+    [InlineData("rewrite", "--rho <NUMBER>")]
+    [InlineData("rewrite", "--preset <keras|pytorch|paper>")]
+    public void HelpShowsWhatToType(string verb, string expected)
+    {
+        var r = CliRunner.Run(verb, "--help");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains(expected, r.Out);
+        Assert.DoesNotContain("<Cpu|Cuda>", r.Out);
+    }
+
+    [Fact]
+    public void AMissingRequiredOptionNamesItsPlaceholder() =>
+        Assert.Contains("onnx-adadelta: error: missing required option --steps <N>", CliRunner.Run("verify", "s.onnx", "--data", "d.npz").Err);
+}
+
+/// <summary>Each default is stated once in help, as it is typed.</summary>
+public class HelpDefaultTests
+{
+    [Fact]
+    public void DefaultsAppearOnceAndInLowercase()
+    {
+        var help = CliRunner.Run("verify", "--help").Out;
+        var maxUlp = Assert.Single(help.Split('\n'), l => l.TrimStart().StartsWith("--max-ulp"));
+        Assert.DoesNotContain("[default:", maxUlp);
+        Assert.Contains("(default 0", maxUlp);
+        var device = Assert.Single(help.Split('\n'), l => l.TrimStart().StartsWith("--device"));
+        Assert.Contains("[default: cpu]", device);
     }
 }

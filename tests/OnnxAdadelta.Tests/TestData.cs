@@ -18,7 +18,22 @@ internal static class TestData
 
     /// <summary>The same graph rewritten with <paramref name="options"/> (defaults: lr 1.0 so that parameters move visibly).</summary>
     public static ModelProto StepModel(AdadeltaOptions? options = null, RewriteOptions? rewrite = null) =>
-        AdadeltaRewrite.Apply(TrainingGraph(), options ?? new AdadeltaOptions(learningRate: 1.0), rewrite);
+        AdadeltaRewrite.Apply(TrainingGraph(), options ?? new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }, rewrite);
+
+    /// <summary>
+    /// A step model's or checkpoint's initializers by name, with each state input's value (which format 2 keeps under
+    /// <c>&lt;input&gt;.initial</c>) under the input's own name.
+    /// </summary>
+    public static Dictionary<string, TensorProto> ValuesByName(ModelProto model)
+    {
+        var values = model.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        foreach (var (name, value) in StepModelState.Values(model, StepModelInfo.Read(model, "test")))
+        {
+            values[name] = value.Clone();
+            values[name].Name = name;
+        }
+        return values;
+    }
 
     /// <summary>A random, learnable classification batch: X uniform in [-1, 1]; the label is the class c whose features
     /// f ≡ c (mod classes) have the largest sum.</summary>

@@ -15,12 +15,13 @@ namespace OnnxAdadelta.Bench;
 public class AdadeltaUpdateBenchmarks
 {
     private Trainer? _trainer;
+    private Trainer? _fusedTrainer;
     private Dictionary<string, (byte[] Data, long[] Shape)>? _batch;
     private float[][] _p = [], _accumGrad = [], _accumVar = [], _g = [];
     private float _lr, _rho, _oneMinusRho, _eps;
 
     /// <summary>The optimizer settings of both cases (Keras defaults, learning rate 0.001).</summary>
-    public static AdadeltaOptions Options { get; } = new(learningRate: 0.001);
+    public static AdadeltaOptions Options { get; } = new() { LearningRate = new ConstantLearningRate(0.001) };
 
     /// <summary>The shapes benchmarked: <see cref="UpdateShape.All"/>.</summary>
     public static IEnumerable<UpdateShape> Shapes => UpdateShape.All;
@@ -31,6 +32,9 @@ public class AdadeltaUpdateBenchmarks
 
     /// <summary>The trainer of the in-graph case (after <see cref="SetupInGraph"/>).</summary>
     public Trainer Trainer => _trainer ?? throw new InvalidOperationException("SetupInGraph has not run.");
+
+    /// <summary>The trainer of the fused-op case (after <see cref="SetupFusedOp"/>).</summary>
+    public Trainer FusedTrainer => _fusedTrainer ?? throw new InvalidOperationException("SetupFusedOp has not run.");
 
     /// <summary>The fused loop's parameter arrays, one per tensor (after <see cref="SetupFusedLoop"/>).</summary>
     public IReadOnlyList<float[]> LoopParameters => _p;
@@ -46,7 +50,16 @@ public class AdadeltaUpdateBenchmarks
     public void SetupInGraph()
     {
         var step = AdadeltaRewrite.Apply(UpdateGraphs.Build(Shape), Options);
-        _trainer = new Trainer(step);
+        _trainer = new Trainer(step, new TrainerOptions { Update = UpdateMode.Graph });
+        _batch = UpdateGraphs.Batch(Shape);
+    }
+
+    /// <summary>Loads the same step model into a <see cref="Trainer"/> that swaps in the fused op (state bound in place).</summary>
+    [GlobalSetup(Target = nameof(FusedOpUpdate))]
+    public void SetupFusedOp()
+    {
+        var step = AdadeltaRewrite.Apply(UpdateGraphs.Build(Shape), Options);
+        _fusedTrainer = new Trainer(step, new TrainerOptions { Update = UpdateMode.Fused });
         _batch = UpdateGraphs.Batch(Shape);
     }
 
@@ -59,9 +72,9 @@ public class AdadeltaUpdateBenchmarks
         _accumGrad = Enumerable.Range(0, Shape.Tensors).Select(_ => new float[Shape.Elements]).ToArray();
         _accumVar = Enumerable.Range(0, Shape.Tensors).Select(_ => new float[Shape.Elements]).ToArray();
         _lr = Options.LearningRate.Evaluate(0);
-        _rho = Options.Rho;
-        _oneMinusRho = 1f - Options.Rho;
-        _eps = Options.Epsilon;
+        _rho = (float)Options.Rho;
+        _oneMinusRho = 1f - (float)Options.Rho;
+        _eps = (float)Options.Epsilon;
     }
 
     /// <summary>Disposes the trainer (its ORT session and buffers) and drops the loop's arrays.</summary>
@@ -70,6 +83,8 @@ public class AdadeltaUpdateBenchmarks
     {
         _trainer?.Dispose();
         _trainer = null;
+        _fusedTrainer?.Dispose();
+        _fusedTrainer = null;
         _batch = null;
         _p = _accumGrad = _accumVar = _g = [];
     }
@@ -77,6 +92,10 @@ public class AdadeltaUpdateBenchmarks
     /// <summary>One training step of the rewritten graph: the Adadelta update of every parameter; returns the loss.</summary>
     [Benchmark]
     public float InGraphUpdate() => _trainer!.Step(_batch!);
+
+    /// <summary>One training step with the fused op <c>ai.onnxadadelta.AdadeltaUpdate</c> in place of the standard ops; returns the loss.</summary>
+    [Benchmark]
+    public float FusedOpUpdate() => _fusedTrainer!.Step(_batch!);
 
     /// <summary>One fused-loop Adadelta step over every tensor.</summary>
     [Benchmark(Baseline = true)]

@@ -45,12 +45,14 @@ public static class BenchCheck
             try
             {
                 bench.SetupInGraph();
+                bench.SetupFusedOp();
                 bench.SetupFusedLoop();
                 var graphTime = TimeSteps(() => bench.InGraphUpdate());
+                var opTime = TimeSteps(() => bench.FusedOpUpdate());
                 var loopTime = TimeSteps(bench.FusedLoop);
                 found.AddRange(CompareWithReference(shape, bench));
                 log.WriteLine($"{shape}: {shape.Parameters:N0} parameters; one step in-graph {graphTime.TotalMilliseconds:F2} ms, " +
-                    $"fused loop {loopTime.TotalMilliseconds:F2} ms; {(found.Count == 0 ? "OK" : "FAILED")}");
+                    $"fused op {opTime.TotalMilliseconds:F2} ms, fused loop {loopTime.TotalMilliseconds:F2} ms; {(found.Count == 0 ? "OK" : "FAILED")}");
             }
             finally { bench.Cleanup(); }
             foreach (var f in found) log.WriteLine("  " + f);
@@ -103,6 +105,7 @@ public static class BenchCheck
     private static IEnumerable<string> CompareWithReference(UpdateShape shape, AdadeltaUpdateBenchmarks bench)
     {
         var state = bench.Trainer.ReadState();
+        var fusedState = bench.FusedTrainer.ReadState();
         var slots = bench.Trainer.Info.State.Where(s => s.Kind == StateKind.Slot)
             .ToDictionary(s => (s.Parameter!, s.Slot!), s => s.Input);
         int length = Math.Min(SliceLength, shape.Elements);
@@ -128,15 +131,44 @@ public static class BenchCheck
                 state[slots[(name, ScaleByAdadelta.AccumGrad)]].ToFloatArray(),
                 state[slots[(name, ScaleByAdadelta.AccumVar)]].ToFloatArray(),
             };
+            var op = new[]
+            {
+                fusedState[name].ToFloatArray(),
+                fusedState[slots[(name, ScaleByAdadelta.AccumGrad)]].ToFloatArray(),
+                fusedState[slots[(name, ScaleByAdadelta.AccumVar)]].ToFloatArray(),
+            };
             for (int k = 0; k < expected.Length; k++)
             {
                 var (what, want) = expected[k];
+                if (FirstDifference(want, op[k].AsSpan(start, length)) is { } f)
+                    yield return $"fused op, {name} {what}[{start + f}]: {op[k][start + f]:R}, reference {want[f]:R}";
                 if (FirstDifference(want, loop[k].AsSpan(start, length)) is { } i)
                     yield return $"fused loop, {name} {what}[{start + i}]: {loop[k][start + i]:R}, reference {want[i]:R}";
                 if (FirstDifference(want, graph[k].AsSpan(start, length)) is { } j)
                     yield return $"in-graph, {name} {what}[{start + j}]: {graph[k][start + j]:R}, reference {want[j]:R}";
             }
         }
+    }
+
+    /// <summary>
+    /// Trains the step model of <paramref name="shape"/> with each of <see cref="OptionCases.All"/> for
+    /// <paramref name="steps"/> steps with the fused op and checks every parameter and slot against the reference, bit
+    /// for bit (<see cref="NumericsCheck"/>). Writes one line per case to <paramref name="log"/>.
+    /// </summary>
+    /// <returns>The problems found; empty when every case is bit-identical.</returns>
+    public static IReadOnlyList<string> CheckOptionCases(UpdateShape shape, int steps, TextWriter log)
+    {
+        var problems = new List<string>();
+        foreach (var (name, options) in OptionCases.All)
+        {
+            var step = AdadeltaRewrite.Apply(UpdateGraphs.Build(shape), options);
+            var errors = NumericsCheck.Run(step, steps, _ => UpdateGraphs.Batch(shape), update: UpdateMode.Fused);
+            var bad = errors.Where(e => e.Compared == 0 || e.MaxUlp != 0).Select(e => $"fused op, {name}: {e.Name} {e.MaxUlp} ULP ({e.Compared} compared)").ToList();
+            log.WriteLine($"options '{name}': {errors.Count} tensors over {steps} steps, {(bad.Count == 0 ? "bit-identical to the reference" : "FAILED")}");
+            foreach (var b in bad) log.WriteLine("  " + b);
+            problems.AddRange(bad);
+        }
+        return problems;
     }
 
     /// <summary>The first index where the two differ bitwise, or null.</summary>

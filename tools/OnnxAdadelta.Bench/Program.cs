@@ -6,6 +6,8 @@
 //     are fixed tensors held by ONNX Runtime (UpdateGraphs), so the step runs the update and nothing else: state stays
 //     in ORT buffers (ping-pong IOBinding), the only data fed is two 1-element inputs, and no part of the update can be
 //     constant-folded (see UpdateGraphs.Build and the --check mode).
+//   * FusedOpUpdate: the same Trainer.Step with the step model's update swapped for the fused op
+//     ai.onnxadadelta.AdadeltaUpdate (one multi-tensor node, parameters and state bound in place).
 //   * FusedLoop (the baseline): the same float32 update written as one SIMD pass in C# (FusedAdadelta.Step).
 //
 // Why the fused loop is the reference point: the update is element-wise with almost no arithmetic per byte, so its
@@ -21,6 +23,8 @@
 //   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --quick      smoke run: fewer, shorter iterations
 //   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --check      each case a few steps, no BenchmarkDotNet;
 //                                                                             verifies results; exit code 1 on a mismatch
+//   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --distributed
+//                                  data-parallel training under mpirun on 1, 2 and 4 ranks (DistributedBench)
 //   Other arguments go to BenchmarkDotNet, for example: -- --filter '*FusedLoop*'
 using System.Diagnostics;
 using BenchmarkDotNet.Running;
@@ -29,10 +33,48 @@ using OnnxAdadelta.Bench;
 var rest = args.ToList();
 bool check = rest.Remove("--check");
 bool quick = rest.Remove("--quick");
+bool wholeStep = rest.Remove("--whole-step");
+string? Take(string flag)
+{
+    int i = rest.IndexOf(flag);
+    if (i < 0) return null;
+    if (i + 1 >= rest.Count) throw new ArgumentException($"{flag} needs a value.");
+    var v = rest[i + 1];
+    rest.RemoveRange(i, 2);
+    return v;
+}
+var stepCase = Take("--step-case");
+if (wholeStep || stepCase is not null)
+{
+    var ort = new List<string>();
+    while (Take("--ort") is { } o) ort.Add(o);
+    var settings = new WholeStep.Settings(
+        Update: Take("--update") ?? "graph",
+        Threads: Take("--threads") is { } t ? int.Parse(t, System.Globalization.CultureInfo.InvariantCulture) : null,
+        Ort: ort,
+        Blocks: Take("--blocks") is { } b ? int.Parse(b, System.Globalization.CultureInfo.InvariantCulture) : 5,
+        ProfileFolder: Take("--profiles"));
+    var cases = Take("--cases")?.Split(',') ?? StepCase.All.Select(c => c.Name).ToArray();
+    var plotPath = Take("--plot");
+    if (rest.Count > 0) throw new ArgumentException($"Unknown arguments: {string.Join(" ", rest)}");
+    if (stepCase is not null) return WholeStep.RunCase(stepCase, settings, Console.Out);
+    var results = WholeStep.RunAll(cases, settings, Console.Out);
+    Console.WriteLine();
+    Console.WriteLine(WholeStepReport.Markdown(results, settings));
+    if (plotPath is not null)
+    {
+        WholeStepPlot.Save(results, plotPath);
+        Console.WriteLine($"wrote {plotPath}");
+    }
+    return 0;
+}
+
+if (rest.Remove("--distributed-rank")) return DistributedBench.Rank();
+if (rest.Remove("--distributed")) return DistributedBench.Run(Console.Out);
 
 if (check)
 {
-    var problems = BenchCheck.Run(UpdateShape.All, Console.Out);
+    var problems = BenchCheck.Run(UpdateShape.All, Console.Out).Concat(BenchCheck.CheckOptionCases(new UpdateShape(3, 1037, "3 x 1037"), 7, Console.Out)).ToList();
     Console.WriteLine(problems.Count == 0 ? "check passed" : $"check FAILED: {problems.Count} problem(s)");
     return problems.Count == 0 ? 0 : 1;
 }

@@ -9,26 +9,30 @@ namespace OnnxAdadelta.Bench;
 public static class ReadmeTable
 {
     /// <summary>
-    /// One row per shape that has both cases in <paramref name="summary"/>: in-graph Mparam/s, fused-loop Mparam/s,
-    /// fused-loop GB/s and the in-graph throughput as a fraction of the loop's (loop mean / in-graph mean); then a line naming the runtime.
+    /// One row per shape in <paramref name="summary"/>: standard-op, fused-op and fused-loop Mparam/s, the fused loop's
+    /// GB/s, and the standard ops' and the fused op's throughput as fractions of the loop's (loop mean / case mean); then
+    /// a line naming the runtime.
     /// </summary>
     public static string Markdown(Summary summary)
     {
         var text = new StringBuilder();
-        text.AppendLine("| shape | in-graph Mparam/s | fused loop Mparam/s | fused loop GB/s | in-graph / loop |");
-        text.AppendLine("|---|---:|---:|---:|---:|");
+        text.AppendLine("| shape | standard ops Mparam/s | fused op Mparam/s | fused loop Mparam/s | fused loop GB/s | standard / loop | fused op / loop |");
+        text.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
         var cases = summary.BenchmarksCases;
         foreach (var shape in cases.Select(Throughput.ShapeOf).Distinct().Order())
         {
-            var inGraph = cases.FirstOrDefault(c => !Throughput.IsFusedLoop(c) && Throughput.ShapeOf(c) == shape);
-            var loop = cases.FirstOrDefault(c => Throughput.IsFusedLoop(c) && Throughput.ShapeOf(c) == shape);
-            double? graphMean = inGraph is null ? null : Throughput.MeanNanoseconds(summary, inGraph);
-            double? loopMean = loop is null ? null : Throughput.MeanNanoseconds(summary, loop);
+            double? Mean(Func<BenchmarkDotNet.Running.BenchmarkCase, bool> which) =>
+                cases.FirstOrDefault(c => which(c) && Throughput.ShapeOf(c) == shape) is { } c ? Throughput.MeanNanoseconds(summary, c) : null;
+            var graphMean = Mean(c => !Throughput.IsFusedLoop(c) && !Throughput.IsFusedOp(c));
+            var opMean = Mean(Throughput.IsFusedOp);
+            var loopMean = Mean(Throughput.IsFusedLoop);
             text.Append(CultureInfo.InvariantCulture, $"| {shape.Label} ")
                 .Append(CultureInfo.InvariantCulture, $"| {F(graphMean, m => Throughput.MparamPerSecond(shape.Parameters, m), "N0")} ")
+                .Append(CultureInfo.InvariantCulture, $"| {F(opMean, m => Throughput.MparamPerSecond(shape.Parameters, m), "N0")} ")
                 .Append(CultureInfo.InvariantCulture, $"| {F(loopMean, m => Throughput.MparamPerSecond(shape.Parameters, m), "N0")} ")
                 .Append(CultureInfo.InvariantCulture, $"| {F(loopMean, m => Throughput.GigabytesPerSecond(shape.Parameters, m), "N1")} ")
-                .AppendLine(graphMean is { } g && loopMean is { } l ? $"| {(l / g).ToString("N3", CultureInfo.InvariantCulture)} |" : "| NA |");
+                .Append(graphMean is { } g && loopMean is { } l ? $"| {(l / g).ToString("N3", CultureInfo.InvariantCulture)} " : "| NA ")
+                .AppendLine(opMean is { } o && loopMean is { } l2 ? $"| {(l2 / o).ToString("N3", CultureInfo.InvariantCulture)} |" : "| NA |");
         }
         text.AppendLine();
         text.AppendLine(FormattableString.Invariant(

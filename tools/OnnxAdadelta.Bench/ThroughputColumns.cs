@@ -16,6 +16,10 @@ public static class Throughput
     public static bool IsFusedLoop(BenchmarkCase benchmarkCase) =>
         benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(AdadeltaUpdateBenchmarks.FusedLoop);
 
+    /// <summary>Whether the case is the fused op in ONNX Runtime.</summary>
+    public static bool IsFusedOp(BenchmarkCase benchmarkCase) =>
+        benchmarkCase.Descriptor.WorkloadMethod.Name == nameof(AdadeltaUpdateBenchmarks.FusedOpUpdate);
+
     /// <summary>The case's mean time per invocation in nanoseconds, or null when it has no result.</summary>
     public static double? MeanNanoseconds(Summary summary, BenchmarkCase benchmarkCase) =>
         summary[benchmarkCase]?.ResultStatistics?.Mean;

@@ -9,6 +9,7 @@ namespace OnnxAdadelta.Cli;
 public sealed class AdadeltaFlags
 {
     private readonly Option<string?> _preset = new("--preset") { Description = "Defaults for --lr, --rho, --epsilon: keras (0.001, 0.95, 1e-7), pytorch (1.0, 0.9, 1e-6) or paper (1.0, 0.95, 1e-6); explicit flags override." };
+    private readonly Option<string?> _variant = new("--variant") { Description = "Whose Adadelta to reproduce exactly: keras (default), pytorch, tfjs or optax; also sets that framework's defaults for --lr, --rho, --epsilon when --preset is not given." };
     private readonly Option<double?> _lr = new("--lr") { Description = "Learning rate (default 0.001)." };
     private readonly Option<double?> _rho = new("--rho") { Description = "Decay rate of the running averages (default 0.95)." };
     private readonly Option<double?> _epsilon = new("--epsilon") { Description = "Epsilon inside the square roots (default 1e-7)." };
@@ -35,7 +36,7 @@ public sealed class AdadeltaFlags
     private readonly Option<string?> _params = new("--params") { Description = "An ONNX model whose initializers supply parameter values." };
     private readonly Option<bool> _keepGradients = new("--keep-gradients") { Description = "Keep the gradient outputs in the step model." };
 
-    private Option[] All => [_preset, _lr, _rho, _epsilon, _name, _clipNorm, _clipValue, _globalClipNorm, _weightDecay, _l2, _exclude,
+    private Option[] All => [_variant, _preset, _lr, _rho, _epsilon, _name, _clipNorm, _clipValue, _globalClipNorm, _weightDecay, _l2, _exclude,
         _maximize, _decay, _lossScale, _useEma, _emaMomentum, _emaOverwrite, _accumulation, _group, _frozen, _fp32State, _masterWeights, _schedule, _grad, _params, _keepGradients];
 
     /// <summary>The <c>--freeze</c> flag, which <see cref="BuildTrainingFlags"/> shares on <c>train</c>.</summary>
@@ -57,16 +58,38 @@ public sealed class AdadeltaFlags
         var schedule = r.GetValue(_schedule);
         if (lr is not null && schedule is not null)
             throw new ArgumentException("--lr and --schedule cannot both be given: the schedule sets the learning rate.");
+        var variant = r.GetValue(_variant) is { } v ? AdadeltaVariants.Parse(v) : AdadeltaVariant.Keras;
         var preset = r.GetValue(_preset) is { } p ? AdadeltaPreset.Parse(p) : null;
+        var defaults = AdadeltaVariants.Defaults(variant);
+        if (lr is null && schedule is null && preset is null && defaults.LearningRate is null)
+            throw new ArgumentException($"--variant {AdadeltaVariants.Name(variant)} has no default learning rate (optax.adadelta needs one): give --lr or --schedule.");
         ILearningRateSchedule rate = schedule is not null ? LearningRateSchedules.Parse(schedule)
-            : new AdadeltaOptions(learningRate: lr ?? preset?.LearningRate ?? AdadeltaOptions.DefaultLearningRate).LearningRate;
-        return new AdadeltaOptions(rate, r.GetValue(_rho) ?? preset?.Rho ?? AdadeltaOptions.DefaultRho,
-            r.GetValue(_epsilon) ?? preset?.Epsilon ?? AdadeltaOptions.DefaultEpsilon,
-            r.GetValue(_name) ?? AdadeltaOptions.DefaultName, r.GetValue(_clipNorm), r.GetValue(_clipValue), r.GetValue(_globalClipNorm),
-            r.GetValue(_weightDecay), r.GetValue(_l2), r.GetValue(_exclude) ?? [], r.GetValue(_maximize), r.GetValue(_decay), r.GetValue(_lossScale),
-            r.GetValue(_useEma), r.GetValue(_emaMomentum), r.GetValue(_emaOverwrite), r.GetValue(_accumulation),
-            (r.GetValue(_group) ?? []).Select(ParameterGroup.Parse).ToList(), r.GetValue(_frozen) ?? [],
-            r.GetValue(_fp32State), r.GetValue(_masterWeights));
+            : new ConstantLearningRate(lr ?? preset?.LearningRate ?? defaults.LearningRate!.Value);
+        return new AdadeltaOptions
+        {
+            LearningRate = rate,
+            Rho = r.GetValue(_rho) ?? preset?.Rho ?? defaults.Rho,
+            Epsilon = r.GetValue(_epsilon) ?? preset?.Epsilon ?? defaults.Epsilon,
+            Name = r.GetValue(_name) ?? AdadeltaOptions.DefaultName,
+            ClipNorm = r.GetValue(_clipNorm),
+            ClipValue = r.GetValue(_clipValue),
+            GlobalClipNorm = r.GetValue(_globalClipNorm),
+            WeightDecay = r.GetValue(_weightDecay),
+            L2 = r.GetValue(_l2),
+            ExcludeFromWeightDecay = r.GetValue(_exclude) ?? [],
+            Maximize = r.GetValue(_maximize),
+            Decay = r.GetValue(_decay),
+            LossScaleFactor = r.GetValue(_lossScale),
+            UseEma = r.GetValue(_useEma),
+            EmaMomentum = r.GetValue(_emaMomentum),
+            EmaOverwriteFrequency = r.GetValue(_emaOverwrite),
+            GradientAccumulationSteps = r.GetValue(_accumulation),
+            Groups = (r.GetValue(_group) ?? []).Select(ParameterGroup.Parse).ToList(),
+            Frozen = r.GetValue(_frozen) ?? [],
+            Fp32State = r.GetValue(_fp32State),
+            MasterWeights = r.GetValue(_masterWeights),
+            Variant = variant,
+        }.Validate();
     }
 
     /// <summary>How the rewrite finds gradients and parameter values.</summary>
@@ -82,7 +105,7 @@ public sealed class AdadeltaFlags
         return new RewriteOptions
         {
             Gradients = map,
-            ParameterValues = r.GetValue(_params) is { } path ? ModelIO.Load(path) : null,
+            ParameterValues = r.GetValue(_params) is { } path ? ModelIO.Load(path, CliApp.LoadOptionsOf(r)) : null,
             KeepGradients = r.GetValue(_keepGradients),
         };
     }

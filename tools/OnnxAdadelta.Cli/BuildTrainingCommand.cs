@@ -3,6 +3,7 @@ using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
+using OnnxAdadelta.Optimizers;
 using Spectre.Console;
 
 namespace OnnxAdadelta.Cli;
@@ -122,7 +123,19 @@ public static class BuildTrainingCommand
         flags.AddTo(command);
         command.SetAction(r => io.Guard(() =>
         {
-            var training = flags.Build(ModelIO.Load(r.GetValue(input)!), r, io);
+            using var outputLock = DestinationLock.Acquire(r.GetValue(output)!, "training graph (-o)");
+            var path = r.GetValue(input)!;
+            var inference = ModelIO.Load(path, CliApp.LoadOptionsOf(r));
+            if (StepModelInfo.TryRead(inference) is not null)
+                throw new ArgumentException(
+                    $"{path}: is a training-step model ('{StepModelInfo.MetadataKey}' metadata); build-training expects an inference model " +
+                    "(train a step model with 'onnx-adadelta train', or 'export' its inference model first).");
+            if (inference.Graph.Output.FirstOrDefault(o => o.Name.EndsWith("_grad", StringComparison.Ordinal)
+                    && inference.Graph.Initializer.Any(t => t.Name == o.Name[..^5])) is { } grad)
+                throw new ArgumentException(
+                    $"{path}: is already a training graph (output '{grad.Name}' is a parameter's gradient); build-training expects an inference model " +
+                    "(give a training graph to 'onnx-adadelta rewrite').");
+            var training = flags.Build(inference, r, io);
             ModelIO.Save(training, r.GetValue(output)!);
             var grads = training.Graph.Output.Skip(1).Count(o => o.Name.EndsWith("_grad", StringComparison.Ordinal));
             io.Out.WriteLine($"wrote {r.GetValue(output)}: loss '{training.Graph.Output[0].Name}', {grads} gradient outputs");

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Help;
 using System.CommandLine.Invocation;
+using OnnxAdadelta.Onnx;
 using Spectre.Console;
 
 namespace OnnxAdadelta.Cli;
@@ -10,6 +11,17 @@ public static class CliApp
 {
     /// <summary>The program's name, as messages and help print it.</summary>
     public const string Name = "onnx-adadelta";
+
+    /// <summary><c>--allow-external-links</c>, on every command: external data may be read through links out of the model's folder.</summary>
+    public static readonly Option<bool> AllowExternalLinks = new("--allow-external-links")
+    {
+        Description = "Read a model's external data through symbolic links that lead out of its folder (a Hugging Face cache's blobs/).",
+        Recursive = true,
+    };
+
+    /// <summary>How the commands load models, from the global flags.</summary>
+    public static LoadOptions LoadOptionsOf(ParseResult r) =>
+        r.GetValue(AllowExternalLinks) ? new LoadOptions { AllowExternalDataLinks = true } : LoadOptions.Default;
 
     /// <summary>Runs the command line; returns the exit code. Output goes to the given writers (the console by default).</summary>
     public static int Run(string[] args, TextWriter? output = null, TextWriter? error = null)
@@ -33,25 +45,33 @@ public static class CliApp
             ExportCommand.Create(io),
             EvaluateCommand.Create(io),
             InspectCommand.Create(io),
+            GradCheckCommand.Create(io),
         };
-        HelpNames.Apply(root);
-        var helpOption = root.Options.OfType<HelpOption>().Single();
-        helpOption.Action = new HelpWithExitCodes((HelpAction)helpOption.Action!);
-        var parsed = root.Parse(args);
-        if (parsed.Action is ParseErrorAction)
+        root.Options.Add(AllowExternalLinks);
+        Action<string> warn = notice => error.WriteLine($"onnx-adadelta: warning: {notice}");
+        AtomicFile.StaleTemporaryRemoved += warn;
+        try
         {
-            error.WriteLine($"{Name}: error: {UsageErrors.Describe(parsed)}");
-            error.WriteLine(UsageErrors.SeeHelp(parsed));
-            return ExitCodes.Usage;
+            HelpNames.Apply(root);
+            var helpOption = root.Options.OfType<HelpOption>().Single();
+            helpOption.Action = new HelpWithExitCodes((HelpAction)helpOption.Action!);
+            var parsed = root.Parse(args);
+            if (parsed.Action is ParseErrorAction)
+            {
+                error.WriteLine($"{Name}: error: {UsageErrors.Describe(parsed)}");
+                error.WriteLine(UsageErrors.SeeHelp(parsed));
+                return ExitCodes.Usage;
+            }
+            if (parsed.Action is HelpWithExitCodes)
+            {
+                var help = new StringWriter();
+                int code = parsed.Invoke(new InvocationConfiguration { Output = help, Error = error });
+                output.Write(HelpWithExitCodes.Tidy(help.ToString()));
+                return code;
+            }
+            return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
         }
-        if (parsed.Action is HelpWithExitCodes)
-        {
-            var help = new StringWriter();
-            int code = parsed.Invoke(new InvocationConfiguration { Output = help, Error = error });
-            output.Write(HelpWithExitCodes.Tidy(help.ToString()));
-            return code;
-        }
-        return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        finally { AtomicFile.StaleTemporaryRemoved -= warn; }
     }
 }
 
@@ -65,13 +85,15 @@ public sealed record CliIO(IAnsiConsole Console, TextWriter Out, TextWriter Erro
     /// Runs a command body: bad input (a model, data or argument) prints one line on stderr and exits
     /// <see cref="ExitCodes.BadInput"/>; a cancelled run (Ctrl+C) exits <see cref="ExitCodes.Interrupted"/>.
     /// </summary>
-    public int Guard(Func<int> body)
+    /// <param name="body">The command.</param>
+    /// <param name="prefix">Put before the message (a distributed job names the rank).</param>
+    public int Guard(Func<int> body, string prefix = "")
     {
         try { return body(); }
         catch (Exception e) when (e is OnnxAdadeltaException or ArgumentException or IOException or UnauthorizedAccessException)
         {
             var message = e is ArgumentException { ParamName: { } param } ? e.Message.Replace($" (Parameter '{param}')", "") : e.Message;
-            Error.WriteLine($"{CliApp.Name}: error: {message.ReplaceLineEndings(" ")}");
+            Error.WriteLine($"{CliApp.Name}: error: {prefix}{message.ReplaceLineEndings(" ")}");
             return ExitCodes.BadInput;
         }
         catch (OperationCanceledException)
@@ -80,6 +102,9 @@ public sealed record CliIO(IAnsiConsole Console, TextWriter Out, TextWriter Erro
             return ExitCodes.Interrupted;
         }
     }
+
+    /// <summary>The same, printing nothing on standard output (the other ranks of a distributed job); errors still show.</summary>
+    public CliIO Quiet() => new(AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(TextWriter.Null), Interactive = InteractionSupport.No, Ansi = AnsiSupport.No }), TextWriter.Null, Error);
 }
 
 /// <summary>The standard help, followed by the exit codes.</summary>

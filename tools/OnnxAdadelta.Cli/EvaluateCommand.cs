@@ -11,14 +11,14 @@ public static class EvaluateCommand
     public static Command Create(CliIO io)
     {
         var input = new Argument<string>("MODEL.onnx") { Description = "An inference model, checkpoint or step model." };
-        var data = new Option<string>("--data") { HelpName = "FILE.npz", Description = "An .npz with the model's inputs and the target array.", Required = true };
+        var data = new Option<string>("--data") { Description = "The model's inputs and the target: an .npz, a .csv with a header row, an .npy, or a folder of NAME.npy files.", Required = true };
         var target = new Option<string>("--target") { Description = "The target array: int labels (accuracy) or floats (mean squared error).", DefaultValueFactory = _ => "labels" };
         var output = new Option<string?>("--output") { Description = "The output to compare (default: the first)." };
         var json = JsonOutput.Option();
         var command = new Command("evaluate", "Report a model's accuracy (class labels) or mean squared error (float targets) on a dataset.") { input, data, target, output, json };
         command.SetAction(r => io.Guard(() =>
         {
-            var result = Evaluation.Run(ModelIO.Load(r.GetValue(input)!), r.GetValue(data)!, r.GetValue(target)!, r.GetValue(output));
+            var result = Evaluation.Run(ModelIO.Load(r.GetValue(input)!, CliApp.LoadOptionsOf(r)), r.GetValue(data)!, r.GetValue(target)!, r.GetValue(output));
             if (r.GetValue(json))
                 JsonOutput.Write(io.Out, w =>
                 {

@@ -17,7 +17,8 @@ public static class ExportCommand
         var command = new Command("export", "Export the inference model from a checkpoint: the forward part, with trained parameters as initializers.") { input, output, keep, ema };
         command.SetAction(r => io.Guard(() =>
         {
-            var model = InferenceExport.Export(ModelIO.Load(r.GetValue(input)!), r.GetValue(keep), r.GetValue(ema));
+            using var outputLock = DestinationLock.Acquire(r.GetValue(output)!, "inference model (-o)");
+            var model = InferenceExport.Export(ModelIO.Load(r.GetValue(input)!, CliApp.LoadOptionsOf(r)), r.GetValue(keep), r.GetValue(ema));
             ModelIO.Save(model, r.GetValue(output)!);
             io.Out.WriteLine($"wrote {r.GetValue(output)}: inputs {string.Join(", ", model.Graph.Input.Select(i => i.Name))}; outputs {string.Join(", ", model.Graph.Output.Select(o => o.Name))}");
             return 0;

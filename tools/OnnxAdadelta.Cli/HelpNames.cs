@@ -10,7 +10,7 @@ public static class HelpNames
 {
     private static readonly Dictionary<string, string> Known = new(StringComparer.Ordinal)
     {
-        ["--data"] = "FILE.npz", ["--eval"] = "FILE.npz", ["--out"] = "FILE.onnx", ["--params"] = "MODEL.onnx",
+        ["--data"] = "DATA", ["--eval"] = "DATA", ["--out"] = "FILE.onnx", ["--params"] = "MODEL.onnx",
         ["--checkpoint"] = "PATH", ["--log"] = "FILE.csv", ["--lr"] = "RATE", ["--steps"] = "N", ["--batch-size"] = "N",
         ["--seed"] = "N", ["--threads"] = "N", ["--max-ulp"] = "K", ["--target"] = "NAME", ["--output"] = "NAME",
         ["--name"] = "PREFIX", ["--preset"] = "keras|pytorch|paper", ["--schedule"] = "SPEC", ["--grad"] = "PARAM=OUTPUT",

@@ -26,8 +26,9 @@ public static class ImportOrtCommand
         };
         command.SetAction(r => io.Guard(() =>
         {
+            using var outputLock = DestinationLock.Acquire(r.GetValue(output)!, "training graph (-o)");
             var path = r.GetValue(input)!;
-            var training = OrtArtifactImport.Import(ModelIO.Load(path), Options(path, r.GetValue(checkpoint), r.GetValue(parameters)));
+            var training = OrtArtifactImport.Import(ModelIO.Load(path, CliApp.LoadOptionsOf(r)), Options(path, r.GetValue(checkpoint), r.GetValue(parameters), CliApp.LoadOptionsOf(r)));
             var found = TrainingGraph.Analyze(training);
             ModelIO.Save(training, r.GetValue(output)!);
             io.Out.WriteLine($"wrote {r.GetValue(output)}: loss '{found.Loss}', {found.Parameters.Count} parameters " +
@@ -38,8 +39,8 @@ public static class ImportOrtCommand
     }
 
     /// <summary>The import options for a training model at <paramref name="path"/>.</summary>
-    internal static OrtImportOptions Options(string path, string? checkpoint, string? parameters) =>
-        Options(path, checkpoint, parameters is null ? null : ModelIO.Load(parameters));
+    internal static OrtImportOptions Options(string path, string? checkpoint, string? parameters, LoadOptions load) =>
+        Options(path, checkpoint, parameters is null ? null : ModelIO.Load(parameters, load));
 
     /// <summary>The import options for a training model at <paramref name="path"/>, with parameter values already loaded.</summary>
     internal static OrtImportOptions Options(string path, string? checkpoint, ModelProto? parameters) =>

@@ -22,7 +22,7 @@ public static class InspectCommand
         command.SetAction(r => io.Guard(() =>
         {
             var path = r.GetValue(input)!;
-            var model = ModelIO.Load(path);
+            var model = ModelIO.Load(path, CliApp.LoadOptionsOf(r));
             var summary = ModelSummary.Of(model);
             var (kind, next) = Classify(model, summary, path);
             var (count, values) = Parameters(model, summary);
@@ -70,7 +70,7 @@ public static class InspectCommand
         var file = Quote(path);
         if (StepModelInfo.TryRead(model) is { } info)
         {
-            var iterations = model.Graph.Initializer.First(t => t.Name == info.Iterations.Input).ToInt64Array()[0];
+            var iterations = StepModelState.Values(model, info)[info.Iterations.Input].ToInt64Array()[0];
             return iterations > 0
                 ? ($"training-step model: a checkpoint after {iterations} steps",
                     [$"{CliApp.Name} export {file} -o model.onnx", $"{CliApp.Name} train {file} --data DATA.npz --steps N -o next.ckpt.onnx"])
@@ -87,7 +87,7 @@ public static class InspectCommand
     /// <summary>The trainable parameters (a step model's, a training graph's, or an inference model's float initializers) and their element count.</summary>
     private static (int Count, long Values) Parameters(ModelProto model, ModelSummary summary)
     {
-        var initializers = model.Graph.Initializer.ToDictionary(t => t.Name, t => t);
+        var initializers = StepModelInfo.TryRead(model) is { } info ? StepModelState.Values(model, info) : model.Graph.Initializer.ToDictionary(t => t.Name, t => t);
         var names = summary.Rows.Any(r => r.Role == "parameter")
             ? summary.Rows.Where(r => r.Role == "parameter").Select(r => r.Name).ToList()
             : model.Graph.Initializer.Where(t => t.DataType is (int)TensorProto.Types.DataType.Float or (int)TensorProto.Types.DataType.Float16

@@ -17,8 +17,9 @@ public static class RewriteCommand
         flags.AddTo(command);
         command.SetAction(r => io.Guard(() =>
         {
+            using var outputLock = DestinationLock.Acquire(r.GetValue(output)!, "step model (-o)");
             var options = flags.Options(r);
-            var step = AdadeltaRewrite.Apply(ModelIO.Load(r.GetValue(input)!), options, flags.Rewrite(r));
+            var step = AdadeltaRewrite.Apply(ModelIO.Load(r.GetValue(input)!, CliApp.LoadOptionsOf(r)), options, flags.Rewrite(r));
             ModelIO.Save(step, r.GetValue(output)!);
             var info = StepModelInfo.Read(step, r.GetValue(output)!);
             io.Out.WriteLine($"wrote {r.GetValue(output)}: {info.Parameters.Count()} parameters, {info.State.Count} state tensors, learning rate {info.Optimizer.LearningRate}");

@@ -56,10 +56,10 @@ public static class Digits
     /// Writes a split as .npz with arrays X (float32 [rows, 64]), images (the same pixels as float32 [rows, 1, 8, 8])
     /// and labels (int64 [rows]).
     /// </summary>
-    public static void Save(Set set, string path) => Npz.Write(path, new Dictionary<string, NpyArray>
+    public static void Save(Set set, string path) => Npz.Write(path, new Dictionary<string, DataArray>
     {
-        ["X"] = NpyArray.FromFloat(set.Pixels, set.Labels.Length, Features),
-        ["images"] = NpyArray.FromFloat(set.Pixels, set.Labels.Length, 1, 8, 8),
-        ["labels"] = NpyArray.FromInt64(set.Labels, set.Labels.Length),
+        ["X"] = DataArray.FromFloat(set.Pixels, set.Labels.Length, Features),
+        ["images"] = DataArray.FromFloat(set.Pixels, set.Labels.Length, 1, 8, 8),
+        ["labels"] = DataArray.FromInt64(set.Labels, set.Labels.Length),
     });
 }

@@ -112,7 +112,7 @@ public static class GradientGraphBuilder
         var originalOutputs = graph.Output.Select(o => o.Clone()).ToList();
         var builder = new GraphBuilder(graph);
         var notes = new List<string>();
-        var loss = TrainingLoss.Append(model, builder, options, notes);
+        var loss = TrainingLoss.Append(model, builder, options, notes, out var reading);
         var types = ShapeInference.Infer(model);
         var lossType = types.GetValueOrDefault(loss);
         if (lossType is { Dims: { } lossDims } && lossDims.Any(d => d != 1))
@@ -125,7 +125,7 @@ public static class GradientGraphBuilder
         if (options.Trainable.Count == 0 && !graph.Initializer.Any(t => reaches.Contains(t.Name) && types.GetValueOrDefault(t.Name)?.IsFloat == true))
             throw new OnnxAdadeltaException($"No trainable parameter has a differentiable path to the loss '{loss}' (float initializers, or inputs named with --trainable){PathBlockers(graph, types, loss, reaches)}.");
         var (parameters, choices) = ParameterSelection.Choose(graph, index, types, reaches, options, loss);
-        report = new BuildTrainingReport(choices, notes);
+        report = new BuildTrainingReport(choices, notes) { Loss = reading };
 
         var one = builder.Add("CastLike", [builder.Initializer($"{loss}_grad/one", Tensors.Create("", new[] { 1.0 })), loss], $"{loss}_grad/one_like");
         var seed = builder.Add("Expand", [one, builder.Add("Shape", [loss], $"{loss}_grad/shape")], $"{loss}_grad");

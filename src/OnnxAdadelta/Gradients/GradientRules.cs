@@ -34,6 +34,22 @@ public static partial class GradientRules
     /// <summary>The rule of an op type, or null if the op is unknown to the autodiff.</summary>
     public static GradientRuleInfo? Find(string opType) => Registry.GetValueOrDefault(opType);
 
+    /// <summary>
+    /// Replaces the rule of <paramref name="opType"/> until the returned scope is disposed. Tests plant a deliberately
+    /// wrong rule with it to show that <c>gradcheck</c> catches one; the registry is not meant to change otherwise.
+    /// </summary>
+    internal static IDisposable Override(string opType, GradientRuleInfo info)
+    {
+        bool had = Registry.TryGetValue(opType, out var previous);
+        Registry[opType] = info;
+        return new Restore(() => { if (had) Registry[opType] = previous!; else Registry.Remove(opType); });
+    }
+
+    private sealed class Restore(Action undo) : IDisposable
+    {
+        public void Dispose() => undo();
+    }
+
     /// <summary>Every op type with a gradient rule.</summary>
     public static IEnumerable<string> Supported => Registry.Where(r => r.Value.HasGradient).Select(r => r.Key).Order(StringComparer.Ordinal);
 

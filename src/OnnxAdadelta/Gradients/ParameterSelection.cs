@@ -20,6 +20,9 @@ public sealed record ParameterChoice(string Name, long?[] Shape, bool Trainable,
 /// <param name="Notes">Decisions worth one line each (a Softmax input taken as logits, for example).</param>
 public sealed record BuildTrainingReport(IReadOnlyList<ParameterChoice> Parameters, IReadOnlyList<string> Notes)
 {
+    /// <summary>What the appended loss reads (null only where a report is made without a build).</summary>
+    public LossReading? Loss { get; init; }
+
     /// <summary>One line: how many parameters train, and how many are left out, by reason.</summary>
     public string Summary()
     {

@@ -6,6 +6,33 @@ using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Gradients;
 
+/// <summary>What form of value a loss reads.</summary>
+public enum LossInputForm
+{
+    /// <summary>Unnormalized scores: softmax (cross-entropy) or sigmoid (binary cross-entropy) is applied in the loss.</summary>
+    Logits,
+
+    /// <summary>Probabilities: the loss takes their logarithm.</summary>
+    Probabilities,
+
+    /// <summary>Log-probabilities, as a LogSoftmax makes them.</summary>
+    LogProbabilities,
+
+    /// <summary>Plain values: compared with a float target (mean squared error), or the loss itself.</summary>
+    Values,
+}
+
+/// <summary>
+/// What the appended loss reads, so that another implementation can compute the same loss from the model's own
+/// forward pass (as <c>gradcheck</c> does).
+/// </summary>
+/// <param name="Kind">The loss.</param>
+/// <param name="Value">The value of the model the loss reads (for a Softmax or Sigmoid head, its input).</param>
+/// <param name="Form">How that value is read.</param>
+/// <param name="ClassAxis">The class axis of the value, for cross-entropy and nll.</param>
+/// <param name="Target">The label or target input, or null for <see cref="LossKind.Output"/>.</param>
+public sealed record LossReading(LossKind Kind, string Value, LossInputForm Form, int? ClassAxis, string? Target);
+
 /// <summary>
 /// Appends the loss that <see cref="GradientGraphBuilder"/> differentiates: cross-entropy, negative log-likelihood,
 /// binary cross-entropy or mean squared error on a float value of the model, or that value itself. Each loss node is
@@ -14,7 +41,7 @@ namespace OnnxAdadelta.Gradients;
 internal static class TrainingLoss
 {
     /// <summary>Appends the loss; returns its value. Decisions a user should know of go to <paramref name="notes"/>.</summary>
-    public static string Append(ModelProto model, GraphBuilder b, BuildTrainingOptions o, List<string> notes)
+    public static string Append(ModelProto model, GraphBuilder b, BuildTrainingOptions o, List<string> notes, out LossReading reading)
     {
         var graph = model.Graph;
         var index = new GraphIndex(graph);
@@ -29,18 +56,26 @@ internal static class TrainingLoss
                 : " Name a float value of the graph with --output.";
             throw new OnnxAdadeltaException($"--output {output}: the value is {type.ElementType.ToString().ToLowerInvariant()}; a loss needs a float value.{hint}");
         }
-        if (o.Loss == LossKind.Output) return ToFloat32(b, output, type, GradientGraphBuilder.LossName);
+        if (o.Loss == LossKind.Output)
+        {
+            reading = new LossReading(LossKind.Output, output, LossInputForm.Values, null, null);
+            return ToFloat32(b, output, type, GradientGraphBuilder.LossName);
+        }
 
         var target = o.Target ?? (o.Loss is LossKind.CrossEntropy or LossKind.Nll ? "labels" : "target");
         var existing = graph.Input.FirstOrDefault(i => i.Name == target);
         if (existing is null && b.IsTaken(target))
             throw new OnnxAdadeltaException($"--target {target}: the name is already used by a value that is not a graph input.");
-        return o.Loss switch
+        switch (o.Loss)
         {
-            LossKind.CrossEntropy or LossKind.Nll => Classification(graph, index, b, o, type, target, existing, notes),
-            LossKind.Bce => BinaryCrossEntropy(graph, index, b, o, type, target, existing, notes),
-            _ => MeanSquaredError(graph, b, o, type, target, existing),
-        };
+            case LossKind.CrossEntropy or LossKind.Nll:
+                return Classification(graph, index, b, o, type, target, existing, notes, out reading);
+            case LossKind.Bce:
+                return BinaryCrossEntropy(graph, index, b, o, type, target, existing, notes, out reading);
+            default:
+                reading = new LossReading(o.Loss, output, LossInputForm.Values, null, target);
+                return MeanSquaredError(graph, b, o, type, target, existing);
+        }
     }
 
     /// <summary>
@@ -70,7 +105,7 @@ internal static class TrainingLoss
     /// build is refused. Cross-entropy on the output of a Softmax reads the Softmax's input as the logits.
     /// </summary>
     private static string Classification(GraphProto graph, GraphIndex index, GraphBuilder b, BuildTrainingOptions o, TypeAndShape type,
-        string target, ValueInfoProto? existing, List<string> notes)
+        string target, ValueInfoProto? existing, List<string> notes, out LossReading reading)
     {
         var name = o.Loss == LossKind.CrossEntropy ? "cross-entropy" : "nll";
         var rank = type.Rank ?? throw new OnnxAdadeltaException($"--loss {name}: the rank of '{o.Output}' is unknown; fix the input shapes with --input-shape.");
@@ -110,6 +145,8 @@ internal static class TrainingLoss
                 notes.Add($"{name}: '{o.Output}' is the output of LogSoftmax node '{producer.Name}'; it is used as log-probabilities.");
             }
         }
+        reading = new LossReading(o.Loss, scores, logProbabilities ? LossInputForm.LogProbabilities
+            : o.Loss == LossKind.CrossEntropy ? LossInputForm.Logits : LossInputForm.Probabilities, axis, target);
         if (existing is null)
         {
             var labelDims = type.Dims!.Select((d, k) => (d, k)).Where(p => p.k != axis)
@@ -163,7 +200,7 @@ internal static class TrainingLoss
     }
 
     private static string BinaryCrossEntropy(GraphProto graph, GraphIndex index, GraphBuilder b, BuildTrainingOptions o, TypeAndShape type,
-        string target, ValueInfoProto? existing, List<string> notes)
+        string target, ValueInfoProto? existing, List<string> notes, out LossReading reading)
     {
         AddFloatTarget(graph, b, o, type, target, existing);
         var producer = index.Producer(o.Output);
@@ -178,6 +215,7 @@ internal static class TrainingLoss
             logits = o.Output;
             notes.Add($"bce: '{o.Output}' is not a Sigmoid output, so it is read as logits (sigmoid applied in the loss).");
         }
+        reading = new LossReading(LossKind.Bce, logits, LossInputForm.Logits, null, target);
         // mean(max(z, 0) - z*t + log(1 + exp(-|z|))): the stable form of -t*log(sigmoid z) - (1-t)*log(1 - sigmoid z).
         var loss = GradientGraphBuilder.LossName;
         logits = ToFloat32(b, logits, type, $"{loss}/logits_float32");

@@ -50,17 +50,11 @@ public sealed record TrainingGraphInfo
     [JsonIgnore]
     public bool IsEmpty => (Buffers is null || Buffers.Count == 0) && StepInput is null && (InferenceValues is null || InferenceValues.Count == 0);
 
-    private static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = false,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-    };
-
     /// <summary>Writes this record into the model's metadata, replacing an earlier one (or removing it when empty).</summary>
     public void WriteTo(ModelProto model)
     {
         foreach (var p in model.MetadataProps.Where(p => p.Key == MetadataKey).ToList()) model.MetadataProps.Remove(p);
-        if (!IsEmpty) model.MetadataProps.Add(new StringStringEntryProto { Key = MetadataKey, Value = JsonSerializer.Serialize(this, Json) });
+        if (!IsEmpty) model.MetadataProps.Add(new StringStringEntryProto { Key = MetadataKey, Value = JsonSerializer.Serialize(this, TrainingGraphJson.Default.TrainingGraphInfo) });
     }
 
     /// <summary>The record stored in <paramref name="model"/>, or an empty one.</summary>
@@ -69,7 +63,12 @@ public sealed record TrainingGraphInfo
     {
         var entry = model.MetadataProps.FirstOrDefault(p => p.Key == MetadataKey);
         if (entry is null) return new TrainingGraphInfo();
-        try { return JsonSerializer.Deserialize<TrainingGraphInfo>(entry.Value, Json) ?? new TrainingGraphInfo(); }
+        try { return JsonSerializer.Deserialize(entry.Value, TrainingGraphJson.Default.TrainingGraphInfo) ?? new TrainingGraphInfo(); }
         catch (JsonException e) { throw new OnnxAdadeltaException($"metadata '{MetadataKey}' is not valid: {e.Message}", e); }
     }
 }
+
+/// <summary>The JSON of <see cref="TrainingGraphInfo"/>, generated at build time (no reflection: trim- and AOT-safe).</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = false)]
+[JsonSerializable(typeof(TrainingGraphInfo))]
+internal sealed partial class TrainingGraphJson : JsonSerializerContext;

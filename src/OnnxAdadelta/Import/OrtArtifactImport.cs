@@ -141,7 +141,10 @@ public static class OrtArtifactImport
         var values = new Dictionary<string, TensorProto>(StringComparer.Ordinal);
         if (options.CheckpointPath is { } path)
             foreach (var (name, value) in OrtCheckpoint.Load(path).Parameters) values[name] = value;
-        if (options.ParameterValues?.Graph is { } g)
+        // A step model or checkpoint gives its trained parameters under their own names (either format).
+        var supplied = options.ParameterValues;
+        if (supplied is not null && StepModelInfo.TryRead(supplied) is not null) supplied = StepModelState.ParameterValues(supplied);
+        if (supplied?.Graph is { } g)
             foreach (var t in g.Initializer) values[t.Name] = t;
         return values;
     }

@@ -30,14 +30,7 @@ public sealed record OrtCheckpoint(int Version, IReadOnlyDictionary<string, Tens
     public static OrtCheckpoint Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (!File.Exists(path)) throw new OnnxAdadeltaException($"{path}: no such file.");
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new OnnxAdadeltaException($"{path}: cannot read ({e.Message.ReplaceLineEndings(" ")}).", e);
-        }
-        return Parse(bytes, path);
+        return Parse(SafeFile.ReadAllBytes(path, "ONNX Runtime checkpoint", int.MaxValue), path);
     }
 
     /// <summary>Parses checkpoint bytes; <paramref name="source"/> names them in errors.</summary>

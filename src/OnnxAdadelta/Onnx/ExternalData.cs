@@ -20,7 +20,7 @@ internal static class ExternalData
     /// Reads every EXTERNAL tensor of <paramref name="model"/> into <c>raw_data</c> and marks it DEFAULT.
     /// <paramref name="source"/> names the model in messages.
     /// </summary>
-    internal static void Resolve(ModelProto model, string? baseDirectory, string source)
+    internal static void Resolve(ModelProto model, string? baseDirectory, string source, bool allowLinks = false)
     {
         var external = ModelTensors.All(model).Where(f => f.Tensor.DataLocation == DataLocation.External).ToList();
         if (external.Count == 0) return;
@@ -28,10 +28,11 @@ internal static class ExternalData
             throw new OnnxAdadeltaException(
                 $"{source}: {external[0].Where} keeps its data in an external file; expected the model's folder to read it from.");
         var root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(baseDirectory));
+        var folder = new Folder(root, SafeFile.RealPath(root), allowLinks);
         var open = new Dictionary<string, FileStream>(StringComparer.Ordinal);
         try
         {
-            foreach (var found in external) Read(found, root, source, open);
+            foreach (var found in external) Read(found, folder, source, open);
         }
         finally
         {
@@ -39,7 +40,10 @@ internal static class ExternalData
         }
     }
 
-    private static void Read(FoundTensor found, string root, string source, Dictionary<string, FileStream> open)
+    /// <summary>The model's folder as written, its real path (links resolved), and whether links may lead out of it.</summary>
+    private sealed record Folder(string Root, string Real, bool AllowLinks);
+
+    private static void Read(FoundTensor found, Folder folder, string source, Dictionary<string, FileStream> open)
     {
         var (t, where) = found;
         string? location = null;
@@ -57,11 +61,15 @@ internal static class ExternalData
         if (string.IsNullOrEmpty(location))
             throw new OnnxAdadeltaException(
                 $"{source}: {where} is marked EXTERNAL but has no 'location' entry; expected a file path relative to the model's folder.");
-        var file = Locate(root, location, source, where);
+        var file = Locate(folder, location, source, where);
         if (!open.TryGetValue(file, out var stream))
         {
-            if (!File.Exists(file))
+            var kind = SafeFile.KindOf(file);
+            if (kind == FileKind.Missing)
                 throw new OnnxAdadeltaException($"{source}: {where} keeps its data in '{location}', but {file} does not exist.");
+            if (kind != FileKind.Regular)
+                throw new OnnxAdadeltaException(
+                    $"{source}: {where} keeps its data in '{location}', which is {SafeFile.Describe(kind)}; expected a regular file.");
             try { stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
@@ -109,9 +117,13 @@ internal static class ExternalData
             ? v
             : throw new OnnxAdadeltaException($"{source}: {where} has external data {key} '{text}'; expected a whole number of bytes, 0 or more.");
 
-    /// <summary>The full path of a side file, which must be a relative path that stays inside the model's folder.</summary>
-    private static string Locate(string root, string location, string source, string where)
+    /// <summary>
+    /// The real path of a side file, which must be a relative path that stays inside the model's folder, both as written
+    /// and once symbolic links are resolved (unless the folder allows links out).
+    /// </summary>
+    private static string Locate(Folder folder, string location, string source, string where)
     {
+        var root = folder.Root;
         if (Path.IsPathRooted(location))
             throw new OnnxAdadeltaException(
                 $"{source}: {where} has the absolute external data location '{location}'; expected a path relative to the model's folder.");
@@ -125,7 +137,13 @@ internal static class ExternalData
         if (!full.StartsWith(prefix, StringComparison.Ordinal))
             throw new OnnxAdadeltaException(
                 $"{source}: {where} has the external data location '{location}', which leads out of the model's folder; expected a file inside it.");
-        return full;
+        var real = SafeFile.RealPath(full);
+        if (!folder.AllowLinks && !SafeFile.IsInside(real, folder.Real))
+            throw new OnnxAdadeltaException(
+                $"{source}: {where} has the external data location '{location}', which a symbolic link leads to {real}, out of the model's folder " +
+                $"{folder.Real}; expected a file inside it (if the link is meant, as in a Hugging Face cache, pass --allow-external-links, " +
+                "or LoadOptions.AllowExternalDataLinks in the library).");
+        return real;
     }
 
     /// <summary>

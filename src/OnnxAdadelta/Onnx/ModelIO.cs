@@ -15,18 +15,20 @@ public static class ModelIO
     /// A file that is not an ONNX model, or is truncated, or whose external data cannot be read, gets an
     /// <see cref="OnnxAdadeltaException"/> naming it.
     /// </summary>
-    public static ModelProto Load(string path)
+    /// <remarks>
+    /// Only regular files are read (a folder, a named pipe or a device is refused before any byte is read), and none over
+    /// protobuf's 2 GiB limit. External data must be a regular file whose real path (symbolic links resolved) lies inside
+    /// the real path of the model's folder, unless <see cref="LoadOptions.AllowExternalDataLinks"/> is set.
+    /// </remarks>
+    public static ModelProto Load(string path, LoadOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (!File.Exists(path)) throw new OnnxAdadeltaException($"{path}: no such file.");
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new OnnxAdadeltaException($"{path}: cannot read ({ExternalData.OneLine(e.Message)}).", e);
-        }
-        return Parse(bytes, Path.GetDirectoryName(Path.GetFullPath(path)), path);
+        var bytes = SafeFile.ReadAllBytes(path, "ONNX model", MaxModelBytes);
+        return Parse(bytes, Path.GetDirectoryName(Path.GetFullPath(path)), path, options?.AllowExternalDataLinks ?? false);
     }
+
+    /// <summary>The largest model file read: protobuf's limit on one message (2 GiB - 1); larger tensors belong in external data.</summary>
+    public const long MaxModelBytes = int.MaxValue;
 
     /// <summary>
     /// Parses a serialized model. External data is read from files relative to <paramref name="baseDirectory"/>;
@@ -39,7 +41,7 @@ public static class ModelIO
         return Parse(bytes, baseDirectory, "ONNX model");
     }
 
-    private static ModelProto Parse(byte[] bytes, string? baseDirectory, string source)
+    private static ModelProto Parse(byte[] bytes, string? baseDirectory, string source, bool allowLinks = false)
     {
         ModelProto model;
         try { model = ModelProto.Parser.ParseFrom(bytes); }
@@ -55,8 +57,31 @@ public static class ModelIO
             : null;
         if (missing is not null)
             throw new OnnxAdadeltaException($"{source}: not an ONNX model, or truncated ({missing}); expected a ModelProto with ir_version, opset_import and graph.");
-        ExternalData.Resolve(model, baseDirectory, source);
+        CheckUniqueNames(model.Graph!, source);
+        ExternalData.Resolve(model, baseDirectory, source, allowLinks);
         return model;
+    }
+
+    /// <summary>
+    /// Two initializers, inputs or outputs of one name: what protobuf makes of two model files concatenated (their graphs
+    /// merge), or of a damaged one. Refused here, so that no later dictionary fails with a bare "same key" message.
+    /// </summary>
+    private static void CheckUniqueNames(GraphProto graph, string source)
+    {
+        static string? Twice(IEnumerable<string> names)
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var n in names) if (!seen.Add(n)) return n;
+            return null;
+        }
+        var (kind, name) = Twice(graph.Initializer.Select(t => t.Name)) is { } i ? ("initializers", i)
+            : Twice(graph.SparseInitializer.Select(t => t.Values?.Name ?? "")) is { Length: > 0 } si ? ("sparse initializers", si)
+            : Twice(graph.Input.Select(v => v.Name)) is { } input ? ("graph inputs", input)
+            : Twice(graph.Output.Select(v => v.Name)) is { } output ? ("graph outputs", output)
+            : (null, null);
+        if (kind is not null)
+            throw new OnnxAdadeltaException(
+                $"{source}: the graph has two {kind} named '{name}' (two model files concatenated, or a damaged file?); expected each name once.");
     }
 
     /// <summary>

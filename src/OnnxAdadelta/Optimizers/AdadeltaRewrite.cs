@@ -24,7 +24,12 @@ public static class AdadeltaRewrite
     /// <exception cref="OnnxAdadeltaException">The graph breaks the input contract; the message names the culprit.</exception>
     public static ModelProto Apply(ModelProto training, AdadeltaOptions options, RewriteOptions? rewrite = null)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
         rewrite ??= new RewriteOptions();
+        // A step model or checkpoint as the source of parameter values: its trained parameters, under their own names.
+        if (rewrite.ParameterValues is { } supplied && StepModelInfo.TryRead(supplied) is not null)
+            rewrite = rewrite with { ParameterValues = StepModelState.ParameterValues(supplied) };
         if (StepModelInfo.TryRead(training) is not null)
             throw new OnnxAdadeltaException("The model is already a training-step model; rewrite takes a training graph.");
         var model = training.Clone();
@@ -142,10 +147,12 @@ public static class AdadeltaRewrite
             DataInputs = found.DataInputs,
             State = state,
             Gradients = found.Parameters.ToDictionary(p => p.Name, p => p.Gradient),
-            Optimizer = OptimizerRecord.From(options),
+            Optimizer = options,
             InferenceValues = analyzed.Info.InferenceValues,
         }.WriteTo(model);
         foreach (var entry in model.MetadataProps.Where(p => p.Key == TrainingGraphInfo.MetadataKey).ToList()) model.MetadataProps.Remove(entry);
+        // Format 2: each state input's value moves to an initializer of another name, so that every binding can feed it.
+        StepModelState.UpgradeInPlace(model, StepModelInfo.Read(model, "the step model"));
         return model;
     }
 

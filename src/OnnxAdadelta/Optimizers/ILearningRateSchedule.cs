@@ -23,6 +23,15 @@ public sealed record ConstantLearningRate(float Value) : ILearningRateSchedule
     /// <summary>The learning rate; the constructor throws <see cref="ArgumentException"/> unless it is finite and non-negative.</summary>
     public float Value { get; } = ScheduleArguments.Rate(nameof(ConstantLearningRate), "value", Value);
 
+    /// <summary>A constant rate given as a double (as Keras and PyTorch take it), rounded to float32 once.</summary>
+    /// <param name="value">The learning rate; finite and non-negative in float32.</param>
+    /// <exception cref="ArgumentException">The value is negative, or not finite in float32; the message names learning_rate and the value.</exception>
+    public ConstantLearningRate(double value) : this(Check(value)) { }
+
+    private static float Check(double value) =>
+        double.IsFinite(value) && value >= 0 && float.IsFinite((float)value) ? (float)value
+            : throw new ArgumentException($"Invalid learning_rate value: {AdadeltaOptions.F(value)} (expected a finite number >= 0).", nameof(value));
+
     /// <inheritdoc/>
     public T Compute<T>(ITensorMath<T> math, T step) => math.Constant("learning_rate", Value);
 

@@ -29,19 +29,22 @@ public sealed record ModelSummary(string Kind, long IrVersion, IReadOnlyList<str
         if (StepModelInfo.TryRead(model) is { } info)
         {
             var o = info.Optimizer;
-            notes.Add($"optimizer: {o.Type} name={o.Name} learning_rate={o.LearningRate} rho={o.Rho:R} epsilon={o.Epsilon:R}"
+            notes.Add($"optimizer: {o.Type} variant={AdadeltaVariants.Name(o.Variant)} name={o.Name} learning_rate={o.LearningRate.ToSpec()} rho={o.Rho:R} epsilon={o.Epsilon:R}"
                 + (o.ClipNorm is { } cn ? $" clipnorm={cn:R}" : "") + (o.ClipValue is { } cv ? $" clipvalue={cv:R}" : "")
                 + (o.GlobalClipNorm is { } gn ? $" global_clipnorm={gn:R}" : "") + (o.LossScaleFactor is { } ls ? $" loss_scale_factor={ls:R}" : "")
                 + (o.WeightDecay is { } wd ? $" weight_decay={wd:R}" : "") + (o.L2 is { } l2 ? $" l2={l2:R}" : "")
                 + (o.ExcludeFromWeightDecay is { Count: > 0 } ex ? $" exclude_from_weight_decay={string.Join(";", ex)}" : "")
                 + (o.Maximize ? " maximize=true" : "") + (o.Decay is { } d ? $" decay={d:R}" : "")
-                + (o.UseEma ? $" use_ema=true ema_momentum={o.EmaMomentum:R}" : "") + (o.EmaOverwriteFrequency is { } ef ? $" ema_overwrite_frequency={ef}" : "")
+                + (o.UseEma ? $" use_ema=true ema_momentum={o.EmaMomentum ?? AdadeltaOptions.DefaultEmaMomentum:R}" : "") + (o.EmaOverwriteFrequency is { } ef ? $" ema_overwrite_frequency={ef}" : "")
                 + (o.GradientAccumulationSteps is { } ga ? $" gradient_accumulation_steps={ga}" : "")
-                + (o.Groups is { Count: > 0 } gs ? string.Concat(gs.Select(g => $" group={g}")) : "")
+                + (o.Groups is { Count: > 0 } gs ? string.Concat(gs.Select(g => $" group={g.ToSpec()}")) : "")
                 + (o.Frozen is { Count: > 0 } fr ? $" frozen={string.Join(";", fr)}" : "")
                 + (o.Fp32State ? " fp32_state=true" : "") + (o.MasterWeights ? " master_weights=true" : ""));
-            var iterations = index.Initializers[info.Iterations.Input];
+            var iterations = StepModelState.Values(model, info)[info.Iterations.Input];
             notes.Add($"iterations: {Onnx.Tensors.ToInt64Array(iterations)[0]}");
+            notes.Add(info.State.All(s => s.Initial is not null)
+                ? $"state values: format {info.FormatVersion}, in initializers named <input>{StepModelState.InitialSuffix} (the state inputs have none of their own, so any ONNX Runtime binding can feed them)"
+                : $"state values: format {info.FormatVersion}, in initializers named as the inputs (train, verify and export upgrade it)");
             rows.AddRange(info.DataInputs.Select(d => new SummaryRow(d, "data", TypeOf(d), "")));
             rows.AddRange(info.Outputs.Select(n => new SummaryRow(n, n == info.Loss ? "loss" : "output", TypeOf(n), "")));
             foreach (var s in info.State)

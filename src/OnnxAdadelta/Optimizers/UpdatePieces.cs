@@ -264,18 +264,20 @@ public sealed record ClipByValue(float ClipValue) : IUpdatePiece
 }
 
 /// <summary>
-/// The Adadelta scaling (Zeiler 2012; tf.keras TF 2.4), turning a gradient g into the step delta:
+/// The Adadelta scaling (Zeiler 2012), turning a gradient g into the step delta, as <paramref name="Variant"/>'s
+/// framework computes it (A = accum_grad, V = accum_var, c = 1-rho as <see cref="AdadeltaVariants.OneMinusRho"/> rounds it):
 /// <code>
-/// accum_grad = rho*accum_grad + (1-rho)*g*g
-/// delta      = sqrt(accum_var+eps) / sqrt(accum_grad+eps) * g
-/// accum_var  = rho*accum_var + (1-rho)*delta*delta
+/// keras, pytorch: A' = rho*A + c*g*g;      delta = sqrt(V+eps) / sqrt(A'+eps) * g;  V' = rho*V + c*delta*delta
+/// tfjs:           A' = A*rho + (g*g)*c;    delta = sqrt(V+eps) / sqrt(A+eps) * g;   V' = V*rho + (delta*delta)*c
+/// optax:          A' = c*(g*g) + rho*A;    delta = sqrt(V+eps) / sqrt(A'+eps) * g;  V' = c*(delta*delta) + rho*V
 /// </code>
-/// Each line is evaluated left to right in float32; 1-rho is rounded to float32 once. A parameter's group rho and
-/// epsilon replace <paramref name="Rho"/> and <paramref name="Epsilon"/>.
+/// Each expression is evaluated left to right in float32. TF.js divides by the accumulator of the previous step.
+/// A parameter's group rho and epsilon replace <paramref name="Rho"/> and <paramref name="Epsilon"/>.
 /// </summary>
 /// <param name="Rho">Decay rate of both running averages.</param>
 /// <param name="Epsilon">Added inside both square roots.</param>
-public sealed record ScaleByAdadelta(float Rho, float Epsilon) : IUpdatePiece
+/// <param name="Variant">Whose operation order and rounding to reproduce (default Keras).</param>
+public sealed record ScaleByAdadelta(float Rho, float Epsilon, AdadeltaVariant Variant = AdadeltaVariant.Keras) : IUpdatePiece
 {
     /// <summary>Slot of the running average of squared gradients.</summary>
     public const string AccumGrad = "accum_grad";
@@ -291,11 +293,29 @@ public sealed record ScaleByAdadelta(float Rho, float Epsilon) : IUpdatePiece
     {
         var r = step.Group?.Rho ?? Rho;
         var rho = m.Constant("rho", r);
-        var oneMinusRho = m.Constant("one_minus_rho", 1f - r);
+        var oneMinusRho = m.Constant("one_minus_rho", AdadeltaVariants.OneMinusRho(Variant, r));
         var eps = m.Constant("epsilon", step.Group?.Epsilon ?? Epsilon);
-        var accumGrad = m.Add(m.Mul(rho, step.State[AccumGrad]), m.Mul(m.Mul(oneMinusRho, g), g));
-        var delta = m.Mul(m.Div(m.Sqrt(m.Add(step.State[AccumVar], eps)), m.Sqrt(m.Add(accumGrad, eps))), g);
-        var accumVar = m.Add(m.Mul(rho, step.State[AccumVar]), m.Mul(m.Mul(oneMinusRho, delta), delta));
+        var a = step.State[AccumGrad];
+        var v = step.State[AccumVar];
+        T accumGrad, delta, accumVar;
+        switch (Variant)
+        {
+            case AdadeltaVariant.Tfjs:
+                accumGrad = m.Add(m.Mul(a, rho), m.Mul(m.Mul(g, g), oneMinusRho));
+                delta = m.Mul(m.Div(m.Sqrt(m.Add(v, eps)), m.Sqrt(m.Add(a, eps))), g);
+                accumVar = m.Add(m.Mul(v, rho), m.Mul(m.Mul(delta, delta), oneMinusRho));
+                break;
+            case AdadeltaVariant.Optax:
+                accumGrad = m.Add(m.Mul(oneMinusRho, m.Mul(g, g)), m.Mul(rho, a));
+                delta = m.Mul(m.Div(m.Sqrt(m.Add(v, eps)), m.Sqrt(m.Add(accumGrad, eps))), g);
+                accumVar = m.Add(m.Mul(oneMinusRho, m.Mul(delta, delta)), m.Mul(rho, v));
+                break;
+            default:
+                accumGrad = m.Add(m.Mul(rho, a), m.Mul(m.Mul(oneMinusRho, g), g));
+                delta = m.Mul(m.Div(m.Sqrt(m.Add(v, eps)), m.Sqrt(m.Add(accumGrad, eps))), g);
+                accumVar = m.Add(m.Mul(rho, v), m.Mul(m.Mul(oneMinusRho, delta), delta));
+                break;
+        }
         step.NewState[AccumGrad] = accumGrad;
         step.NewState[AccumVar] = accumVar;
         return delta;

@@ -33,7 +33,8 @@ public sealed class ReferenceAdadelta
     public ReferenceAdadelta(AdadeltaOptions options, IReadOnlyDictionary<string, float[]> parameters, long iteration = 0,
         IReadOnlyDictionary<string, DataType>? types = null)
     {
-        Options = options;
+        ArgumentNullException.ThrowIfNull(options);
+        Options = options.Validate();
         _chain = options.Chain();
         _types = parameters.Keys.ToDictionary(k => k, k => types?.GetValueOrDefault(k, DataType.Float) ?? DataType.Float, StringComparer.Ordinal);
         foreach (var (name, type) in _types)

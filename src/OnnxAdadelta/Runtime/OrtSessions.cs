@@ -11,7 +11,7 @@ public enum Device
     /// <summary>The CPU execution provider (always available).</summary>
     Cpu,
 
-    /// <summary>The CUDA execution provider (needs a CUDA build: <c>-p:OnnxAdadeltaCuda=true</c>).</summary>
+    /// <summary>The CUDA execution provider (needs the GPU native package in the app; README, "Using CUDA from your app").</summary>
     Cuda,
 }
 
@@ -21,7 +21,7 @@ public static class OrtSessions
     /// <summary>The name ONNX Runtime gives the CUDA provider.</summary>
     public const string CudaProvider = "CUDAExecutionProvider";
 
-    /// <summary>Whether this build of ONNX Runtime includes the CUDA execution provider.</summary>
+    /// <summary>Whether the loaded ONNX Runtime native library includes the CUDA execution provider.</summary>
     public static bool CudaBuilt => OrtEnv.Instance().GetAvailableProviders().Contains(CudaProvider);
 
     /// <summary>Session options for <paramref name="device"/>; throws a clear error when CUDA is not available.</summary>
@@ -33,8 +33,8 @@ public static class OrtSessions
         {
             options.Dispose();
             throw new OnnxAdadeltaException(
-                $"--device cuda: this build of ONNX Runtime has no CUDA execution provider (it has {string.Join(", ", OrtEnv.Instance().GetAvailableProviders())}); " +
-                "rebuild with 'dotnet build -p:OnnxAdadeltaCuda=true' (package Microsoft.ML.OnnxRuntime.Gpu.Linux, CUDA 13).");
+                $"--device cuda: the loaded ONNX Runtime has no CUDA execution provider (it has {string.Join(", ", OrtEnv.Instance().GetAvailableProviders())}); " +
+                "the app must reference Microsoft.ML.OnnxRuntime.Gpu.Linux (CUDA 13) in place of Microsoft.ML.OnnxRuntime's CPU build (README, 'Using CUDA from your app').");
         }
         try { options.AppendExecutionProvider_CUDA(0); }
         catch (OnnxRuntimeException e)

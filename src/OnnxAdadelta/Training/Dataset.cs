@@ -9,11 +9,11 @@ namespace OnnxAdadelta.Training;
 /// </summary>
 public sealed class Dataset
 {
-    private readonly OrderedDictionary<string, NpyArray> _arrays;
+    private readonly OrderedDictionary<string, DataArray> _arrays;
     private readonly Dictionary<string, int> _rowBytes;
     private readonly InputSpec? _fixedBatchInput;
 
-    private Dataset(string source, IReadOnlyList<InputSpec> inputs, OrderedDictionary<string, NpyArray> arrays,
+    private Dataset(string source, IReadOnlyList<InputSpec> inputs, OrderedDictionary<string, DataArray> arrays,
         long rowCount, InputSpec? fixedBatchInput)
     {
         Source = source;
@@ -26,16 +26,16 @@ public sealed class Dataset
     }
 
     /// <summary>
-    /// Reads the arrays named after <paramref name="inputs"/> from the .npz file at <paramref name="npzPath"/> and checks
-    /// them (see <see cref="FromArrays"/>). Arrays that no input uses are not loaded.
+    /// Reads the arrays named after <paramref name="inputs"/> from <paramref name="path"/> (an .npz, a .csv with a header
+    /// row, an .npy, or a folder of .npy files; see <see cref="DataFiles"/>) and checks them (see <see cref="FromArrays"/>).
+    /// Arrays that no input uses are not loaded.
     /// </summary>
-    public static Dataset Open(string npzPath, IReadOnlyList<InputSpec> inputs)
+    public static Dataset Open(string path, IReadOnlyList<InputSpec> inputs)
     {
-        ArgumentNullException.ThrowIfNull(npzPath);
+        ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(inputs);
-        var wanted = new HashSet<string>(inputs.Select(i => i.Name), StringComparer.Ordinal);
-        var arrays = Npz.Read(npzPath, wanted.Contains, out var names);
-        return Build(npzPath, inputs, arrays, names);
+        var arrays = DataFiles.Read(path, inputs, out var names);
+        return Build(path, inputs, arrays, names);
     }
 
     /// <summary>
@@ -44,14 +44,14 @@ public sealed class Dataset
     /// whose symbolic dimensions agree across inputs; all arrays need the same, non-zero, number of rows. Arrays that no
     /// input uses are ignored. Each failure is an <see cref="OnnxAdadeltaException"/> naming the array and input.
     /// </summary>
-    public static Dataset FromArrays(IReadOnlyDictionary<string, NpyArray> arrays, IReadOnlyList<InputSpec> inputs, string source = "the dataset")
+    public static Dataset FromArrays(IReadOnlyDictionary<string, DataArray> arrays, IReadOnlyList<InputSpec> inputs, string source = "the dataset")
     {
         ArgumentNullException.ThrowIfNull(arrays);
         ArgumentNullException.ThrowIfNull(inputs);
         return Build(source, inputs, arrays, arrays.Keys.ToList());
     }
 
-    private static Dataset Build(string source, IReadOnlyList<InputSpec> inputs, IReadOnlyDictionary<string, NpyArray> available,
+    internal static Dataset Build(string source, IReadOnlyList<InputSpec> inputs, IReadOnlyDictionary<string, DataArray> available,
         IReadOnlyList<string> allNames)
     {
         if (inputs.Count == 0) throw new OnnxAdadeltaException($"The model has no graph inputs to feed from {source}.");
@@ -62,7 +62,7 @@ public sealed class Dataset
             if (!names.Add(input.Name)) throw new ArgumentException($"Graph input '{input.Name}' is listed twice.", nameof(inputs));
         }
 
-        var arrays = new OrderedDictionary<string, NpyArray>(StringComparer.Ordinal);
+        var arrays = new OrderedDictionary<string, DataArray>(StringComparer.Ordinal);
         // Symbolic non-batch dimensions must take one value across all inputs: symbol -> (value, input, axis).
         var symbols = new Dictionary<string, (long Value, string Input, int Axis)>(StringComparer.Ordinal);
         foreach (var input in inputs)
@@ -136,14 +136,14 @@ public sealed class Dataset
         return new Dataset(source, inputs, arrays, rows, fixedInput);
     }
 
-    /// <summary>Where the data came from (the .npz path), as errors name it.</summary>
+    /// <summary>Where the data came from (the data file's path), as errors name it.</summary>
     public string Source { get; }
 
     /// <summary>The graph inputs the dataset feeds, in the order given.</summary>
     public IReadOnlyList<InputSpec> Inputs { get; }
 
     /// <summary>The array for each graph input, in input order.</summary>
-    public IReadOnlyDictionary<string, NpyArray> Arrays => _arrays;
+    public IReadOnlyDictionary<string, DataArray> Arrays => _arrays;
 
     /// <summary>Rows (examples) in the dataset: the common size of axis 0.</summary>
     public long RowCount { get; }

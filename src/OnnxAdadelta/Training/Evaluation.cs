@@ -19,7 +19,7 @@ public static class Evaluation
 {
     /// <summary>
     /// Evaluates <paramref name="model"/> (an inference model; a checkpoint or step model is exported first) on the
-    /// arrays of <paramref name="npzPath"/>: the model's inputs are fed from the arrays of the same names, and
+    /// arrays of <paramref name="npzPath"/> (any form <see cref="DataFiles"/> reads): the model's inputs are fed from the arrays of the same names, and
     /// <paramref name="output"/> (default: the first output) is compared with the array <paramref name="target"/>.
     /// </summary>
     public static EvaluationResult Run(ModelProto model, string npzPath, string target, string? output = null, int batchSize = 256)
@@ -31,10 +31,11 @@ public static class Evaluation
             throw new OnnxAdadeltaException($"--output {output}: the model has no output '{output}'; outputs: {string.Join(", ", index.Outputs.Keys)}.");
         var inputs = model.Graph.Input.Where(i => !index.Initializers.ContainsKey(i.Name))
             .Select(i => new InputSpec(i.Name, i.Type.ElementType(), i.Type.Dims())).ToList();
-        var arrays = Npz.Read(npzPath);
+        // Only the arrays the model and the target need are read: others may be large, or of types this library can't read.
+        var arrays = DataFiles.Read(npzPath, [.. inputs, new InputSpec(target, DataType.Undefined, null)], out var names);
         var data = Dataset.FromArrays(arrays, inputs, npzPath);
         if (!arrays.TryGetValue(target, out var labels))
-            throw new OnnxAdadeltaException($"{Path.GetFileName(npzPath)} has no target array '{target}'; it has: {string.Join(", ", arrays.Keys)}.");
+            throw new OnnxAdadeltaException($"{Path.GetFileName(npzPath)} has no target array '{target}'; it has: {string.Join(", ", names)}.");
         if (labels.Shape.Length == 0 || labels.RowCount != data.RowCount)
             throw new OnnxAdadeltaException($"Target '{target}' has shape {labels.ShapeText}; {data.RowCount} rows are expected.");
 

@@ -16,8 +16,10 @@ public static class InferenceExport
     /// </summary>
     public static ModelProto Export(ModelProto checkpoint, IReadOnlyList<string>? outputs = null, bool useEma = false)
     {
-        var info = StepModelInfo.Read(checkpoint, "the checkpoint");
-        var model = checkpoint.Clone();
+        StepModelInfo.Read(checkpoint, "the checkpoint");
+        // Each state input gets its value as an initializer of its own name (either format), in a copy.
+        var model = StepModelState.WithInputDefaults(checkpoint);
+        var info = StepModelInfo.Read(model, "the checkpoint");
         var graph = model.Graph;
         if (useEma)
         {
@@ -55,7 +57,7 @@ public static class InferenceExport
         var used = graph.Node.SelectMany(n => n.Input.Concat(GraphPasses.OuterScopeInputs(n))).Concat(chosen).ToHashSet(StringComparer.Ordinal);
         foreach (var input in graph.Input.Where(i => !used.Contains(i.Name)).ToList()) graph.Input.Remove(input);
         foreach (var t in graph.Initializer.Where(t => state.Contains(t.Name) || !used.Contains(t.Name)).ToList()) graph.Initializer.Remove(t);
-        foreach (var stale in model.MetadataProps.Where(p => p.Key == StepModelInfo.MetadataKey).ToList()) model.MetadataProps.Remove(stale);
+        foreach (var stale in model.MetadataProps.Where(p => p.Key is StepModelInfo.MetadataKey or DataPlan.MetadataKey).ToList()) model.MetadataProps.Remove(stale);
         GraphPasses.TopologicalSort(graph);
         return model;
     }

@@ -30,10 +30,9 @@ public static class Npy
     internal const int MaxHeaderBytes = 1 << 20;
 
     /// <summary>Reads an .npy file.</summary>
-    public static NpyArray Read(string path)
+    public static DataArray Read(string path)
     {
-        if (!File.Exists(path)) throw new OnnxAdadeltaException($"{path}: no such file.");
-        using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        using var s = SafeFile.OpenRead(path, ".npy array file");
         return Read(s, path);
     }
 
@@ -41,7 +40,14 @@ public static class Npy
     /// Reads one array from <paramref name="stream"/>, which is left just past its data.
     /// <paramref name="source"/> names the stream in error messages (a file, or a file and an array).
     /// </summary>
-    public static NpyArray Read(Stream stream, string? source = null)
+    public static DataArray Read(Stream stream, string? source = null) =>
+        Read(stream, source, stream is { CanSeek: true } ? stream.Length - stream.Position : null);
+
+    /// <summary>
+    /// Reads one array from <paramref name="stream"/>, which holds at most <paramref name="available"/> bytes from here on
+    /// (null: unknown). A header that promises more data than that is refused before any buffer is allocated.
+    /// </summary>
+    internal static DataArray Read(Stream stream, string? source, long? available)
     {
         ArgumentNullException.ThrowIfNull(stream);
         source ??= "stream";
@@ -80,20 +86,25 @@ public static class Npy
             foreach (var d in shape) count = checked(count * d);
             byteCount = checked(count * size);
         }
-        catch (OverflowException) { throw new OnnxAdadeltaException($"{source}: shape {NpyArray.FormatShape(shape)} is too large."); }
+        catch (OverflowException) { throw new OnnxAdadeltaException($"{source}: shape {DataArray.FormatShape(shape)} is too large."); }
         if (byteCount > Array.MaxLength)
             throw new OnnxAdadeltaException(
-                $"{source}: a {NpyDTypes.Name(type)} array of shape {NpyArray.FormatShape(shape)} is {byteCount} bytes; one array is limited to {Array.MaxLength} bytes.");
+                $"{source}: a {NpyDTypes.Name(type)} array of shape {DataArray.FormatShape(shape)} is {byteCount} bytes; one array is limited to {Array.MaxLength} bytes.");
+        long headerTotal = 8 + lengthBytes + headerLength;
+        if (available is { } total && byteCount > total - headerTotal)
+            throw new OnnxAdadeltaException(
+                $"{source}: truncated: the header promises a {NpyDTypes.Name(type)} array of shape {DataArray.FormatShape(shape)} ({byteCount} bytes of data), " +
+                $"found {Math.Max(0, total - headerTotal)}.");
         var data = new byte[byteCount];
         int read = ReadFully(stream, data);
         if (read < data.Length)
             throw new OnnxAdadeltaException(
-                $"{source}: truncated: the header promises a {NpyDTypes.Name(type)} array of shape {NpyArray.FormatShape(shape)} ({data.Length} bytes of data), found {read}.");
-        if (bigEndian) NpyArray.SwapBytes(data, size);
+                $"{source}: truncated: the header promises a {NpyDTypes.Name(type)} array of shape {DataArray.FormatShape(shape)} ({data.Length} bytes of data), found {read}.");
+        if (bigEndian) DataArray.SwapBytes(data, size);
         if (type == DataType.Bool)
             for (int i = 0; i < data.Length; i++)
                 if (data[i] > 1) data[i] = 1;
-        return new NpyArray(type, shape, data);
+        return new DataArray(type, shape, data);
     }
 
     private static string DecodeUtf8(byte[] bytes, string source)
@@ -150,14 +161,14 @@ public static class Npy
     }
 
     /// <summary>Writes <paramref name="array"/> to an .npy file, atomically.</summary>
-    public static void Write(string path, NpyArray array)
+    public static void Write(string path, DataArray array)
     {
         ArgumentNullException.ThrowIfNull(array);
         AtomicFile.Write(path, s => Write(s, array));
     }
 
     /// <summary>Writes <paramref name="array"/> in .npy format at the current position of <paramref name="stream"/>.</summary>
-    public static void Write(Stream stream, NpyArray array)
+    public static void Write(Stream stream, DataArray array)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(array);
@@ -169,13 +180,13 @@ public static class Npy
         else
         {
             var copy = (byte[])array.Data.Clone();
-            NpyArray.SwapBytes(copy, array.ElementSize);
+            DataArray.SwapBytes(copy, array.ElementSize);
             stream.Write(copy);
         }
     }
 
     /// <summary>The magic, version, length and padded header that precede the data of <paramref name="array"/>.</summary>
-    internal static byte[] Header(NpyArray array)
+    internal static byte[] Header(DataArray array)
     {
         var shape = array.Shape.Length == 1
             ? $"({array.Shape[0].ToString(CultureInfo.InvariantCulture)},)"
@@ -212,7 +223,16 @@ public static class Npy
     /// </summary>
     private sealed class PyLiteralParser(string text)
     {
+        /// <summary>Deepest nesting of dicts, tuples and lists accepted (a real header nests two deep).</summary>
+        private const int MaxDepth = 32;
+
         private int _pos;
+        private int _depth;
+
+        private void Enter()
+        {
+            if (++_depth > MaxDepth) throw Error($"nested more than {MaxDepth} levels deep");
+        }
 
         public object? ParseWhole()
         {
@@ -271,6 +291,7 @@ public static class Npy
         private Dictionary<string, object?> ParseDict()
         {
             Expect('{');
+            Enter();
             var dict = new Dictionary<string, object?>(StringComparer.Ordinal);
             while (Peek() != '}')
             {
@@ -281,12 +302,14 @@ public static class Npy
                 else if (Peek() != '}') throw Error("expected ',' or '}'");
             }
             _pos++;
+            _depth--;
             return dict;
         }
 
         private List<object?> ParseSequence(char close)
         {
             _pos++;
+            Enter();
             var items = new List<object?>();
             while (Peek() != close)
             {
@@ -295,6 +318,7 @@ public static class Npy
                 else if (Peek() != close) throw Error($"expected ',' or '{close}'");
             }
             _pos++;
+            _depth--;
             return items;
         }
 

@@ -16,10 +16,10 @@ public static class Npz
     /// archive's entry order. Entries that are not <c>.npy</c> files are skipped. A file that is missing, not a zip, or
     /// holds a damaged or unsupported array gets an <see cref="OnnxAdadeltaException"/> naming the file and the array.
     /// </summary>
-    public static IReadOnlyDictionary<string, NpyArray> Read(string path) => Read(path, include: null, out _);
+    public static IReadOnlyDictionary<string, DataArray> Read(string path) => Read(path, include: null, out _);
 
     /// <summary>Reads the arrays of an .npz archive held in <paramref name="stream"/>; <paramref name="source"/> names it in errors.</summary>
-    public static IReadOnlyDictionary<string, NpyArray> Read(Stream stream, string? source = null) =>
+    public static IReadOnlyDictionary<string, DataArray> Read(Stream stream, string? source = null) =>
         ReadArchive(stream, source ?? "stream", include: null, out _);
 
     /// <summary>The array names in the .npz file at <paramref name="path"/>, in entry order, without reading the arrays.</summary>
@@ -33,14 +33,13 @@ public static class Npz
     /// Reads the arrays whose names pass <paramref name="include"/> (all when null); <paramref name="names"/> receives
     /// the names of every array in the file, in entry order.
     /// </summary>
-    internal static OrderedDictionary<string, NpyArray> Read(string path, Func<string, bool>? include, out List<string> names)
+    internal static OrderedDictionary<string, DataArray> Read(string path, Func<string, bool>? include, out List<string> names)
     {
-        if (!File.Exists(path)) throw new OnnxAdadeltaException($"{path}: no such file.");
-        using var s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        using var s = SafeFile.OpenRead(path, ".npz data file");
         return ReadArchive(s, path, include, out names);
     }
 
-    private static OrderedDictionary<string, NpyArray> ReadArchive(
+    private static OrderedDictionary<string, DataArray> ReadArchive(
         Stream stream, string source, Func<string, bool>? include, out List<string> names)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -53,7 +52,7 @@ public static class Npz
 
         using (zip)
         {
-            var arrays = new OrderedDictionary<string, NpyArray>(StringComparer.Ordinal);
+            var arrays = new OrderedDictionary<string, DataArray>(StringComparer.Ordinal);
             var seen = new HashSet<string>(StringComparer.Ordinal);
             names = [];
             foreach (var entry in zip.Entries)
@@ -68,7 +67,14 @@ public static class Npz
                 try
                 {
                     using var es = entry.Open();
-                    arrays.Add(name, Npy.Read(es, where));
+                    var checkedStream = new Crc32Stream(es);
+                    var array = Npy.Read(checkedStream, where, entry.Length);
+                    checkedStream.Drain(entry.Length);
+                    if (checkedStream.Crc != entry.Crc32)
+                        throw new OnnxAdadeltaException(
+                            $"{where}: the zip entry '{full}' fails its CRC-32 check (stored {entry.Crc32:x8}, computed {checkedStream.Crc:x8}); " +
+                            "the file is damaged, expected an intact .npz.");
+                    arrays.Add(name, array);
                 }
                 catch (InvalidDataException e)
                 {
@@ -89,21 +95,21 @@ public static class Npz
     /// (<c>np.savez_compressed</c>) and stored otherwise (<c>np.savez</c>). Entry timestamps are fixed, so equal
     /// arrays give identical files.
     /// </summary>
-    public static void Write(string path, IReadOnlyDictionary<string, NpyArray> arrays, bool compress = true)
+    public static void Write(string path, IReadOnlyDictionary<string, DataArray> arrays, bool compress = true)
     {
         Validate(arrays);
         AtomicFile.Write(path, s => WriteArchive(s, arrays, compress));
     }
 
     /// <summary>Writes <paramref name="arrays"/> as an .npz archive to <paramref name="stream"/>, which stays open.</summary>
-    public static void Write(Stream stream, IReadOnlyDictionary<string, NpyArray> arrays, bool compress = true)
+    public static void Write(Stream stream, IReadOnlyDictionary<string, DataArray> arrays, bool compress = true)
     {
         ArgumentNullException.ThrowIfNull(stream);
         Validate(arrays);
         WriteArchive(stream, arrays, compress);
     }
 
-    private static void Validate(IReadOnlyDictionary<string, NpyArray> arrays)
+    private static void Validate(IReadOnlyDictionary<string, DataArray> arrays)
     {
         ArgumentNullException.ThrowIfNull(arrays);
         foreach (var (name, array) in arrays)
@@ -113,7 +119,7 @@ public static class Npz
         }
     }
 
-    private static void WriteArchive(Stream stream, IReadOnlyDictionary<string, NpyArray> arrays, bool compress)
+    private static void WriteArchive(Stream stream, IReadOnlyDictionary<string, DataArray> arrays, bool compress)
     {
         using var zip = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true);
         foreach (var (name, array) in arrays)
@@ -123,5 +129,41 @@ public static class Npz
             using var es = entry.Open();
             Npy.Write(es, array);
         }
+    }
+
+    /// <summary>Reads through a zip entry's stream, keeping the CRC-32 of every byte read.</summary>
+    private sealed class Crc32Stream(Stream inner) : Stream
+    {
+        private readonly System.IO.Hashing.Crc32 _crc = new();
+        private long _read;
+
+        public uint Crc => _crc.GetCurrentHashAsUInt32();
+
+        /// <summary>Reads what is left of the entry (at most its declared size, plus one byte to see its end).</summary>
+        public void Drain(long declaredLength)
+        {
+            var buffer = new byte[1 << 16];
+            while (_read <= declaredLength && Read(buffer, 0, buffer.Length) > 0) { }
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            int n = inner.Read(buffer);
+            _crc.Append(buffer[..n]);
+            _read += n;
+            return n;
+        }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => _read; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -30,22 +30,24 @@ public static class NumericsCheck
     /// false (default): the reference follows its own trajectory, so rounding differences accumulate over the run.
     /// true: after each comparison the reference takes ONNX Runtime's state, so each step's error is measured alone.
     /// </param>
+    /// <param name="update">How the trainer runs the update (<see cref="TrainerOptions.Update"/>; null: fused where available).</param>
     public static IReadOnlyList<TensorError> Run(ModelProto stepModel, int steps,
-        Func<long, IReadOnlyDictionary<string, (byte[] Data, long[] Shape)>> batchAt, Device device = Device.Cpu, bool resync = false)
+        Func<long, IReadOnlyDictionary<string, (byte[] Data, long[] Shape)>> batchAt, Device device = Device.Cpu, bool resync = false,
+        UpdateMode? update = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(steps);
         var info = StepModelInfo.Read(stepModel, "the model");
         var model = WithGradientOutputs(stepModel, info);
-        var inits = model.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var inits = StepModelState.Values(model, info);
         var parameters = info.Parameters.ToDictionary(p => p, p => MixedPrecision.ToFloats(inits[p]), StringComparer.Ordinal);
         var types = info.Parameters.ToDictionary(p => p, p => (DataType)inits[p].DataType, StringComparer.Ordinal);
-        var reference = new ReferenceAdadelta(info.Optimizer.ToOptions(), parameters, inits[info.Iterations.Input].ToInt64Array()[0], types);
+        var reference = new ReferenceAdadelta(info.Optimizer, parameters, inits[info.Iterations.Input].ToInt64Array()[0], types);
         var slots = info.State.Where(s => s.Kind == StateKind.Slot).ToList();
         foreach (var s in slots) reference.SetState(s.Parameter!, s.Slot!, MixedPrecision.ToFloats(inits[s.Input]));
 
         var tracked = info.State.Where(s => s.Kind != StateKind.Iterations).ToList();
         var errors = tracked.Select(s => new TensorError(s.Input)).ToList();
-        using var trainer = new Trainer(model, new TrainerOptions { Device = device, ExtraOutputs = info.Gradients.Values.Distinct().ToList() });
+        using var trainer = new Trainer(model, new TrainerOptions { Device = device, Update = update, ExtraOutputs = info.Gradients.Values.Distinct().ToList() });
         for (int step = 0; step < steps; step++)
         {
             trainer.Step(batchAt(trainer.Iteration), stateToHost: true);
@@ -70,7 +72,7 @@ public static class NumericsCheck
     {
         var model = stepModel.Clone();
         var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
-        var inits = model.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var inits = StepModelState.Values(model, info);
         foreach (var (param, gradient) in info.Gradients)
             if (outputs.Add(gradient))
                 model.Graph.Output.Add(TypeProtos.ValueInfo(gradient, (DataType)inits[param].DataType, inits[param].Dims));

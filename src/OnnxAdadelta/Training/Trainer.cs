@@ -20,6 +20,26 @@ public sealed record TrainerOptions
 
     /// <summary>Further graph outputs to read back after each step (for example gradients, for verification).</summary>
     public IReadOnlyList<string> ExtraOutputs { get; init; } = [];
+
+    /// <summary>
+    /// Where to write ONNX Runtime's profile of the session (a Chrome-trace JSON file: one event per node run, with
+    /// its op type and duration), or null for no profiling. The file is written by <see cref="Trainer.EndProfiling"/>.
+    /// </summary>
+    public string? ProfilePath { get; init; }
+
+    /// <summary>
+    /// Changes ONNX Runtime's session options after the trainer has set its own (device, threads, profiling), for
+    /// settings it does not expose: for example <c>GraphOptimizationLevel</c>, <c>EnableMemoryPattern</c>,
+    /// <c>EnableCpuMemArena</c> or config entries such as <c>session.intra_op.allow_spinning</c>. Null keeps them.
+    /// </summary>
+    public Action<SessionOptions>? ConfigureSession { get; init; }
+
+    /// <summary>
+    /// How the update runs: null (the default) for the fused op where it is available and the graph's standard ops
+    /// elsewhere; <see cref="UpdateMode.Fused"/> to insist on the fused op (an error where it is not available);
+    /// <see cref="UpdateMode.Graph"/> for the standard ops.
+    /// </summary>
+    public UpdateMode? Update { get; init; }
 }
 
 /// <summary>
@@ -49,17 +69,29 @@ public sealed class Trainer : IDisposable
     private readonly Dictionary<string, OrtValue> _hostBuffers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (long[] Shape, OrtValue Value)> _dataBuffers = new(StringComparer.Ordinal);
     private readonly IReadOnlyDictionary<string, NodeMetadata> _inputMetadata;
+    private readonly Dictionary<TensorElementType, FlatTensorBuffer> _stateBuffers = [];
+    private readonly Dictionary<TensorElementType, FlatTensorBuffer> _spareBuffers = [];
+    private readonly Dictionary<TensorElementType, FlatTensorBuffer> _gradientBuffers = [];
     private OrtIoBinding[]? _pingPong;
     private int _parity;
+    private string? _profilePath;
 
     /// <summary>Loads <paramref name="stepModel"/> into an ONNX Runtime session.</summary>
     public Trainer(ModelProto stepModel, TrainerOptions? options = null)
     {
         options ??= new TrainerOptions();
-        Model = stepModel;
-        Info = StepModelInfo.Read(stepModel, "the model");
+        // Older step models (state values in initializers named as the inputs) are upgraded, so checkpoints are format 2.
+        Model = StepModelState.Upgrade(stepModel);
+        Info = StepModelInfo.Read(Model, "the model");
         Device = options.Device;
-        var inits = stepModel.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var inits = StepModelState.Values(Model, Info);
+        var unsupported = options.Update == UpdateMode.Graph ? null : FusedUpdate.Unsupported(Info, Device);
+        if (options.Update == UpdateMode.Fused && unsupported is not null)
+            throw new OnnxAdadeltaException($"--update fused: not available for this run: {unsupported}; use --update graph.");
+        Update = options.Update == UpdateMode.Graph || unsupported is not null ? UpdateMode.Graph : UpdateMode.Fused;
+        UpdateDescription = Update == UpdateMode.Fused
+            ? $"fused ({FusedUpdate.Domain}.{FusedUpdate.OpType}, parameters and state in place)"
+            : options.Update == UpdateMode.Graph ? "graph (standard ONNX ops, state ping-pong)" : $"graph (standard ONNX ops, state ping-pong; fused unavailable: {unsupported})";
         using (var sessionOptions = OrtSessions.Options(Device))
         {
             if (options.Threads is { } threads)
@@ -67,16 +99,125 @@ public sealed class Trainer : IDisposable
                 if (threads < 1) throw new ArgumentException($"Invalid thread count: {threads} (expected at least 1).");
                 sessionOptions.IntraOpNumThreads = threads;
             }
-            _session = OrtSessions.Create(stepModel, sessionOptions, "the step model");
+            if (options.ProfilePath is { } profile)
+            {
+                _profilePath = Path.GetFullPath(profile);
+                var dir = Path.GetDirectoryName(_profilePath)!;
+                if (!Directory.Exists(dir))
+                    throw new OnnxAdadeltaException($"Profile {profile}: the folder {dir} does not exist.");
+                sessionOptions.EnableProfiling = true;
+                // ONNX Runtime appends its own suffix to this prefix; in the target's folder, so the final move is a rename.
+                sessionOptions.ProfileOutputPathPrefix = Path.Combine(dir, $".{Path.GetFileName(_profilePath)}.{Environment.ProcessId}.ort-profile");
+            }
+            options.ConfigureSession?.Invoke(sessionOptions);
+            if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions);
+            var sessionModel = StepModelState.WithoutValues(Model, Info);
+            _session = OrtSessions.Create(Update == UpdateMode.Fused ? FusedUpdate.Swap(sessionModel) : sessionModel, sessionOptions, "the step model");
         }
         _deviceMemory = OrtSessions.DeviceMemory(Device);
         _inputMetadata = _session.InputMetadata;
-        _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), Device == Device.Cpu)).ToArray();
         _hostOutputs = [Info.Loss, .. options.ExtraOutputs];
+        if (Device == Device.Cpu)
+        {
+            // The fused node runs after every other node that reads a parameter or slot, so those are bound in place
+            // (one buffer as input and output); the standard ops may read a parameter after writing its next value.
+            _slots = FlatSlots(inits, inPlace: s => Update == UpdateMode.Fused && s.Kind is StateKind.Parameter or StateKind.Slot);
+            // The first step binds the loss and other outputs to new buffers; later steps reuse them (ping-pong bindings).
+            BindGradientBuffers(inits, options.ExtraOutputs);
+        }
+        else
+        {
+            _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), false)).ToArray();
+        }
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
+        if (Iteration < 0)
+        {
+            Dispose();
+            throw new OnnxAdadeltaException(
+                $"The step model's iteration counter '{Info.Iterations.Input}' holds {Iteration}; expected 0 or more (a fresh step model holds 0).");
+        }
     }
 
-    /// <summary>The step model this trainer runs (its initializers hold the state it started from).</summary>
+    /// <summary>
+    /// Ends ONNX Runtime's profiling and writes the trace to <see cref="TrainerOptions.ProfilePath"/> (ONNX Runtime's own
+    /// file, renamed into place); returns that path, or null when the trainer does not profile or has already written it.
+    /// A trainer disposed without this call discards the trace, so a failed run leaves no profile behind.
+    /// </summary>
+    public string? EndProfiling()
+    {
+        if (_profilePath is null) return null;
+        var target = _profilePath;
+        _profilePath = null;
+        var written = Path.GetFullPath(_session.EndProfiling());
+        try { File.Move(written, target, overwrite: true); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            File.Delete(written);
+            throw new OnnxAdadeltaException($"Profile {target}: can't write it ({e.Message}).", e);
+        }
+        return target;
+    }
+
+    /// <summary>
+    /// The state in CPU memory, one <see cref="FlatTensorBuffer"/> per element type (float32, float16, bfloat16, int64)
+    /// holding every state tensor of that type under its input name; empty on other devices. State bound ping-pong has
+    /// its other copy elsewhere, so read values through <see cref="ReadState"/>.
+    /// </summary>
+    public IReadOnlyDictionary<TensorElementType, FlatTensorBuffer> StateBuffers => _stateBuffers;
+
+    /// <summary>
+    /// Bytes of CPU memory the trainer holds for parameters and optimizer state: the flat buffers, and the second copy of
+    /// each tensor bound ping-pong (parameters and slots under the graph update; the counter and running statistics
+    /// always). 0 on other devices.
+    /// </summary>
+    public long StateMemoryBytes => _stateBuffers.Values.Concat(_spareBuffers.Values).Sum(b => b.Length * b.ElementSize);
+
+    /// <summary>
+    /// The gradients named in <see cref="TrainerOptions.ExtraOutputs"/> (graph outputs of a step model rewritten with
+    /// <c>KeepGradients</c>), one <see cref="FlatTensorBuffer"/> per element type, each slice named by the gradient's
+    /// output name; after each <c>Step</c> they hold that step's gradients. Empty on other devices or when no
+    /// gradient is asked for.
+    /// </summary>
+    public IReadOnlyDictionary<TensorElementType, FlatTensorBuffer> GradientBuffers => _gradientBuffers;
+
+    // Every state tensor in a flat buffer of its type; those not bound in place get a second copy in a spare buffer.
+    private Slot[] FlatSlots(IReadOnlyDictionary<string, TensorProto> inits, Func<StateBinding, bool> inPlace)
+    {
+        var types = Info.State.ToDictionary(s => s.Input, s => ElementType(inits[s.Input]), StringComparer.Ordinal);
+        foreach (var group in Info.State.GroupBy(s => types[s.Input]))
+        {
+            _stateBuffers[group.Key] = new FlatTensorBuffer(group.Key, group.Select(s => (s.Input, inits[s.Input].Dims.ToArray())));
+            var spare = group.Where(s => !inPlace(s)).ToList();
+            if (spare.Count > 0) _spareBuffers[group.Key] = new FlatTensorBuffer(group.Key, spare.Select(s => (s.Input, inits[s.Input].Dims.ToArray())));
+        }
+        return Info.State.Select(s =>
+        {
+            var slice = _stateBuffers[types[s.Input]][s.Input];
+            inits[s.Input].ToRawBytes().CopyTo(slice.Bytes);
+            var spare = inPlace(s) ? slice.Value : _spareBuffers[types[s.Input]][s.Input].Value;
+            return new Slot(s, slice.Value, true) { Spare = spare };
+        }).ToArray();
+    }
+
+    // Gradients asked for as extra outputs are written straight into flat buffers (the parameter's shape and type).
+    private void BindGradientBuffers(IReadOnlyDictionary<string, TensorProto> inits, IReadOnlyList<string> extraOutputs)
+    {
+        var gradients = Info.Gradients.Where(g => extraOutputs.Contains(g.Value)).ToList();
+        foreach (var group in gradients.GroupBy(g => ElementType(inits[g.Key])))
+        {
+            var buffer = new FlatTensorBuffer(group.Key, group.Select(g => (g.Value, inits[g.Key].Dims.ToArray())));
+            _gradientBuffers[group.Key] = buffer;
+            foreach (var slice in buffer.Slices) _hostBuffers[slice.Name] = slice.Value;
+        }
+    }
+
+    /// <summary>How the update runs in this trainer's session.</summary>
+    public UpdateMode Update { get; }
+
+    /// <summary>The update mode in words, with the reason when the fused op was not available (for the run's output).</summary>
+    public string UpdateDescription { get; }
+
+    /// <summary>The step model this trainer runs, in format 2 (its initializers hold the state it started from; see <see cref="StepModelState"/>).</summary>
     public ModelProto Model { get; }
 
     /// <summary>The step model's contract.</summary>
@@ -98,28 +239,66 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public float Step(IReadOnlyDictionary<string, (byte[] Data, long[] Shape)> batch, bool stateToHost = false)
     {
+        ArgumentNullException.ThrowIfNull(batch);
+        foreach (var name in Info.DataInputs)
+        {
+            if (!batch.TryGetValue(name, out var data))
+                throw new OnnxAdadeltaException($"The batch has no value for data input '{name}'.");
+            var target = DataBuffer(name, data.Shape).GetTensorMutableRawData();
+            if (target.Length != data.Data.Length)
+                throw new OnnxAdadeltaException($"Data input '{name}': {data.Data.Length} bytes for shape [{string.Join(",", data.Shape)}], expected {target.Length}.");
+            data.Data.CopyTo(target);
+        }
+        return Run(stateToHost);
+    }
+
+    /// <summary>
+    /// Runs one training step on the given <paramref name="rows"/> of <paramref name="data"/>, in order; returns the loss.
+    /// The rows are gathered straight into the buffers bound to the session's data inputs: one copy per batch.
+    /// With <paramref name="stateToHost"/> the new state is written to CPU memory so it can be read.
+    /// </summary>
+    public float Step(Dataset data, ReadOnlySpan<long> rows, bool stateToHost = false)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        if (rows.Length == 0) throw new ArgumentException("A batch needs at least one row.", nameof(rows));
+        foreach (var name in Info.DataInputs)
+        {
+            if (!data.Arrays.ContainsKey(name))
+                throw new OnnxAdadeltaException($"{data.Source} has no array for data input '{name}'; it feeds {string.Join(", ", data.Arrays.Keys)}.");
+            var target = DataBuffer(name, data.BatchShape(name, rows.Length)).GetTensorMutableRawData();
+            long needed = (long)data.RowBytes(name) * rows.Length;
+            if (target.Length != needed)
+                throw new OnnxAdadeltaException(
+                    $"Data input '{name}' takes {target.Length} bytes for {rows.Length} rows, but {data.Source}'s array '{name}' has {needed} ({data.Arrays[name]}); its element type differs from the model's.");
+            data.Gather(name, rows, target);
+        }
+        return Run(stateToHost);
+    }
+
+    private float Run(bool stateToHost)
+    {
         bool toHost = stateToHost && Device != Device.Cpu;
         if (_pingPong is not null && !toHost)
         {
             var binding = _pingPong[_parity];
-            BindData(binding, batch);
+            BindData(binding);
             _session.RunWithBinding(_run, binding);
             foreach (var s in _slots) (s.Current, s.Spare) = (s.Spare!, s.Current);
             _parity ^= 1;
         }
         else
         {
-            StepWithFreshBinding(batch, toHost);
+            StepWithFreshBinding(toHost);
         }
         Iteration++;
         return ReadLoss();
     }
 
-    private void StepWithFreshBinding(IReadOnlyDictionary<string, (byte[] Data, long[] Shape)> batch, bool toHost)
+    private void StepWithFreshBinding(bool toHost)
     {
         DisposePingPong();
         using var binding = _session.CreateIoBinding();
-        BindData(binding, batch);
+        BindData(binding);
         foreach (var s in _slots)
         {
             binding.BindInput(s.Binding.Input, s.Current);
@@ -188,25 +367,22 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    private void BindData(OrtIoBinding binding, IReadOnlyDictionary<string, (byte[] Data, long[] Shape)> batch)
+    /// <summary>The host buffer of data input <paramref name="name"/> for a batch of <paramref name="shape"/> (reused while the shape stays).</summary>
+    private OrtValue DataBuffer(string name, long[] shape)
     {
-        foreach (var name in Info.DataInputs)
+        if (!_dataBuffers.TryGetValue(name, out var buffer) || !buffer.Shape.SequenceEqual(shape))
         {
-            if (!batch.TryGetValue(name, out var data))
-                throw new OnnxAdadeltaException($"The batch has no value for data input '{name}'.");
-            if (!_dataBuffers.TryGetValue(name, out var buffer) || !buffer.Shape.SequenceEqual(data.Shape))
-            {
-                if (buffer.Value is not null) buffer.Value.Dispose();
-                var type = _inputMetadata[name].ElementDataType;
-                buffer = (data.Shape, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, data.Shape));
-                _dataBuffers[name] = buffer;
-            }
-            var target = buffer.Value.GetTensorMutableRawData();
-            if (target.Length != data.Data.Length)
-                throw new OnnxAdadeltaException($"Data input '{name}': {data.Data.Length} bytes for shape [{string.Join(",", data.Shape)}], expected {target.Length}.");
-            data.Data.CopyTo(target);
-            binding.BindInput(name, buffer.Value);
+            buffer.Value?.Dispose();
+            var type = _inputMetadata[name].ElementDataType;
+            buffer = ((long[])shape.Clone(), OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, shape));
+            _dataBuffers[name] = buffer;
         }
+        return buffer.Value;
+    }
+
+    private void BindData(OrtIoBinding binding)
+    {
+        foreach (var name in Info.DataInputs) binding.BindInput(name, _dataBuffers[name].Value);
     }
 
     private float ReadLoss()
@@ -258,11 +434,18 @@ public sealed class Trainer : IDisposable
     {
         var state = ReadState();
         var model = Model.Clone();
-        var inits = model.Graph.Initializer;
-        for (int i = 0; i < inits.Count; i++)
-            if (state.TryGetValue(inits[i].Name, out var value)) inits[i] = value;
+        StepModelState.Write(model, Info, state);
         return model;
     }
+
+    private static TensorElementType ElementType(TensorProto t) => (DataType)t.DataType switch
+    {
+        DataType.Float => TensorElementType.Float,
+        DataType.Float16 => TensorElementType.Float16,
+        DataType.Bfloat16 => TensorElementType.BFloat16,
+        DataType.Int64 => TensorElementType.Int64,
+        var other => throw new OnnxAdadeltaException($"State tensor '{t.Name}' is {other}; float32, float16, bfloat16 or int64 expected."),
+    };
 
     private static OrtValue ToOrtValue(TensorProto t)
     {
@@ -289,9 +472,21 @@ public sealed class Trainer : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
+        if (_profilePath is not null)
+        {
+            _profilePath = null;
+            File.Delete(Path.GetFullPath(_session.EndProfiling()));
+        }
         DisposePingPong();
-        foreach (var s in _slots) { s.Current.Dispose(); s.Spare?.Dispose(); }
-        foreach (var v in _hostBuffers.Values) v.Dispose();
+        var flat = _stateBuffers.Values.Concat(_spareBuffers.Values).Concat(_gradientBuffers.Values).ToList();
+        var owned = flat.SelectMany(b => b.Slices).Select(s => s.Value).ToHashSet(ReferenceEqualityComparer.Instance);
+        foreach (var s in _slots)
+        {
+            if (!owned.Contains(s.Current)) s.Current.Dispose();
+            if (s.Spare is not null && !owned.Contains(s.Spare)) s.Spare.Dispose();
+        }
+        foreach (var v in _hostBuffers.Values) if (!owned.Contains(v)) v.Dispose();
+        foreach (var b in flat) b.Dispose();
         foreach (var (_, v) in _dataBuffers.Values) v.Dispose();
         _run.Dispose();
         _session.Dispose();

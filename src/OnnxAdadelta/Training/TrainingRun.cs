@@ -53,19 +53,20 @@ public static class TrainingRun
     /// <summary>
     /// Runs <see cref="TrainingRunOptions.Steps"/> steps. Batches follow the optimizer's iteration counter, so a run
     /// resumed from a checkpoint sees the batches an uninterrupted run would have. The last step leaves the state in
-    /// host memory, so the trainer can write a checkpoint. Stops early, after a whole step, when cancelled.
+    /// host memory, so the trainer can write a checkpoint. Stops early, after a whole step, when cancelled. Each batch
+    /// is gathered from the dataset straight into the trainer's input buffers (one copy).
     /// </summary>
     public static void Run(Trainer trainer, Dataset data, TrainingRunOptions options, Action<StepReport>? onStep = null, CancellationToken cancel = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(options.Steps);
         var plan = data.Plan(options.BatchSize, options.Shuffle, options.Seed);
-        var optimizer = trainer.Info.Optimizer.ToOptions();
+        var optimizer = trainer.Info.Optimizer;
         var clock = Stopwatch.StartNew();
         for (int step = 1; step <= options.Steps; step++)
         {
             bool last = step == options.Steps || cancel.IsCancellationRequested;
             var iteration = trainer.Iteration;
-            var loss = trainer.Step(BatchAt(data, plan, trainer.Info.DataInputs, iteration), stateToHost: last);
+            var loss = trainer.Step(data, plan.RowsForStep(iteration), stateToHost: last);
             onStep?.Invoke(new StepReport(trainer.Iteration, step, options.Steps, loss, optimizer.LearningRateAt(iteration), clock.Elapsed.TotalSeconds));
             if (last) break;
         }

@@ -25,14 +25,14 @@ public class FusedLoopTests
     [MemberData(nameof(Cases))]
     public void FusedLoopIsBitIdenticalToTheReferenceOverSeveralSteps(int length, double lr, double rho, double epsilon)
     {
-        var options = new AdadeltaOptions(lr, rho, epsilon);
+        var options = new AdadeltaOptions { LearningRate = new ConstantLearningRate(lr), Rho = rho, Epsilon = epsilon };
         var random = new Random(length);
         var initial = Values(random, length, 2f);
         var reference = new ReferenceAdadelta(options, new Dictionary<string, float[]> { ["p"] = initial });
         var p = (float[])initial.Clone();
         var accumGrad = new float[length];
         var accumVar = new float[length];
-        float oneMinusRho = 1f - options.Rho;
+        float oneMinusRho = 1f - (float)options.Rho;
 
         for (int step = 0; step < 6; step++)
         {
@@ -40,7 +40,7 @@ public class FusedLoopTests
             if (length > 3) { g[0] = 0f; g[1] = 1e-20f; g[2] = -3e4f; } // zero, underflowing square, large
             float lrNow = reference.LearningRate;
             reference.Step(new Dictionary<string, float[]> { ["p"] = g });
-            FusedAdadelta.Step(p, accumGrad, accumVar, g, lrNow, options.Rho, oneMinusRho, options.Epsilon);
+            FusedAdadelta.Step(p, accumGrad, accumVar, g, lrNow, (float)options.Rho, oneMinusRho, (float)options.Epsilon);
 
             AssertBitIdentical(reference.Parameters["p"], p, $"p after step {step + 1}");
             AssertBitIdentical(reference.State("p", ScaleByAdadelta.AccumGrad), accumGrad, $"accum_grad after step {step + 1}");

@@ -77,7 +77,7 @@ public class BuildTrainingCliTests : IDisposable
         Fails("Parameter 'bias' (named by --freeze) matches no float initializer", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--freeze", "bias");
         Fails("Every parameter with a path to the loss 'loss' is left out (4 --freeze)", "build-training", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--freeze", "W1", "--freeze", "b1", "--freeze", "W2", "--freeze", "b2");
         Fails("--loss hinge: expected cross-entropy, nll, bce, mse or output.", "build-training", Model("digits-mlp.onnx"), "--loss", "hinge", "--output", "logits");
-        Fails("--eval nowhere.npz: no such file.", "train", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--data", Data("test"), "--steps", "1", "--eval", "nowhere.npz");
+        Fails("--eval nowhere.npz: no such file or folder.", "train", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--data", Data("test"), "--steps", "1", "--eval", "nowhere.npz");
         Fails("--steps 0: expected at least 1.", "train", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--data", Data("test"), "--steps", "0");
         Fails("has no array 'labels' for graph input 'labels'", "train", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--target", "labels", "--data", MissingLabels(), "--steps", "1");
     }
@@ -106,7 +106,7 @@ public class BuildTrainingCliTests : IDisposable
     {
         var path = _dir.File("nolabels.npz");
         var arrays = Npz.Read(Data("test"));
-        Npz.Write(path, new Dictionary<string, NpyArray> { ["X"] = arrays["X"] });
+        Npz.Write(path, new Dictionary<string, DataArray> { ["X"] = arrays["X"] });
         return path;
     }
 }

@@ -59,7 +59,7 @@ public class CliReferenceTests
         Assert.Equal(0, CliRunner.Run("rewrite", training, "-o", step).ExitCode);
         var batch = TestData.Batch(5, 16);
         var data = dir.File("data.npz");
-        OnnxAdadelta.Training.Npz.Write(data, new Dictionary<string, OnnxAdadelta.Training.NpyArray>
+        OnnxAdadelta.Training.Npz.Write(data, new Dictionary<string, OnnxAdadelta.Training.DataArray>
         {
             ["X"] = new(OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType.Float, batch["X"].Shape, batch["X"].Data),
             ["labels"] = new(OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType.Int64, batch["labels"].Shape, batch["labels"].Data),

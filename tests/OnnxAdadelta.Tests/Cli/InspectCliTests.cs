@@ -80,16 +80,19 @@ public class InspectCliTests : IDisposable
         Assert.Equal(["a bb", "  ccc", "  d"], OnnxAdadelta.Cli.InspectCommand.Wrap("a bb ccc d", 5));
     }
 
-    /// <summary>A checkpoint: the step model with its iteration counter set to <paramref name="steps"/>.</summary>
-    private string StepModelAfter(string step, long steps)
+    /// <summary>A checkpoint: the step model trained for <paramref name="steps"/> steps through the CLI.</summary>
+    private string StepModelAfter(string step, int steps)
     {
-        var model = ModelIO.Load(step);
-        var info = OnnxAdadelta.Optimizers.StepModelInfo.Read(model, step);
-        var counter = model.Graph.Initializer.Single(t => t.Name == info.Iterations.Input);
-        counter.RawData = Google.Protobuf.ByteString.CopyFrom(BitConverter.GetBytes(steps));
-        counter.Int64Data.Clear();
+        var batch = TestData.Batch(5, 16);
+        var data = _dir.File("data.npz");
+        OnnxAdadelta.Training.Npz.Write(data, new Dictionary<string, OnnxAdadelta.Training.DataArray>
+        {
+            ["X"] = new(OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType.Float, batch["X"].Shape, batch["X"].Data),
+            ["labels"] = new(OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType.Int64, batch["labels"].Shape, batch["labels"].Data),
+        });
         var path = _dir.File("ckpt.onnx");
-        ModelIO.Save(model, path);
+        var r = CliRunner.Run("train", step, "--data", data, "--steps", steps.ToString(), "-o", path);
+        Assert.True(r.ExitCode == 0, r.Err);
         return path;
     }
 }

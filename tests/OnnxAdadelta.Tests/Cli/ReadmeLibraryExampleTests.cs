@@ -39,7 +39,7 @@ public class ReadmeLibraryExampleTests
             // README-BEGIN
             var inference = ModelIO.Load("models/digits-cnn.onnx");
             var training = GradientGraphBuilder.Build(inference, new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" });
-            var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0, clipNorm: 5.0));
+            var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipNorm = 5.0 });
             var data = Dataset.Open("models/data/digits-train.npz", TrainingRun.InputSpecs(step));
             using var trainer = new Trainer(step);
             TrainingRun.Run(trainer, data, new TrainingRunOptions { Steps = 300, BatchSize = 64, Shuffle = true },

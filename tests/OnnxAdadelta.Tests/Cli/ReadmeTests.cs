@@ -42,7 +42,7 @@ public class ReadmeTests
         var accuracy = double.Parse(Regex.Match(r.Out, @"held-out accuracy (\d+\.\d+) %").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(accuracy >= 95, r.Out);
         var checkpoint = ModelIO.Load(args[outIndex]);
-        Assert.Equal(1500L, checkpoint.Graph.Initializer.Single(t => t.Name == "Adadelta/iterations").ToInt64Array()[0]);
+        Assert.Equal(1500L, TestData.ValuesByName(checkpoint)["Adadelta/iterations"].ToInt64Array()[0]);
         Assert.NotNull(StepModelInfo.TryRead(checkpoint));
     }
 

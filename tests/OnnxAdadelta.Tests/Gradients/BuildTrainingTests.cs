@@ -50,7 +50,7 @@ public class BuildTrainingTests
     public void TrainingTheBuiltGraphLowersTheLoss()
     {
         var training = GradientGraphBuilder.Build(Model(), new BuildTrainingOptions { Loss = LossKind.Mse, Output = "y" });
-        using var trainer = new Trainer(AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0)));
+        using var trainer = new Trainer(AdadeltaRewrite.Apply(training, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }));
         var rng = new SplitMix64(3);
         var x = Enumerable.Range(0, 32).Select(_ => (float)rng.NextDouble()).ToArray();
         var target = x.Select((v, i) => Math.Max(0, 2 * v - 0.5f)).ToArray();

@@ -68,7 +68,7 @@ public class RealModelTests(ITestOutputHelper output)
         CheckGradients(training, graph, feeds);
 
         // 2. 40 Adadelta steps on one batch: finite, and the loss goes down.
-        using var trainer = new Trainer(AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0)));
+        using var trainer = new Trainer(AdadeltaRewrite.Apply(training, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }));
         var batch = feeds.ToDictionary(f => f.Key, f => (Bytes(f.Value.Values), f.Value.Shape));
         var losses = Enumerable.Range(0, 40).Select(_ => trainer.Step(batch)).ToList();
         output.WriteLine($"loss {losses[0]} -> {losses[^1]}");

@@ -212,14 +212,30 @@ internal static class OrtArtifacts
         return fb.SizedByteArray();
     }
 
-    /// <summary>The corpus folder of ORT artifacts, or null (with a message) where ../shared is absent.</summary>
-    public static string? Corpus(ITestOutputHelper output)
+    /// <summary>
+    /// The corpus folder of ORT artifacts, for tests marked <see cref="SharedFactAttribute"/> or
+    /// <see cref="SharedTheoryAttribute"/> (skipped where ../shared is absent); a ../shared without it fails the test.
+    /// </summary>
+    public static string Corpus()
     {
-        var dir = RepoPaths.Shared is { } shared ? Path.Combine(shared, "corpus", "ort-artifacts") : null;
-        if (dir is not null && Directory.Exists(dir)) return dir;
-        output.WriteLine($"Skipped: the ORT artifact corpus (../shared/corpus/ort-artifacts beside {RepoPaths.Root}) is absent.");
-        return null;
+        var dir = Path.Combine(RepoPaths.Shared ?? throw new InvalidOperationException(SharedCorpus.AbsentReason), "corpus", "ort-artifacts");
+        Assert.True(Directory.Exists(dir), $"{dir} is missing from ../shared.");
+        return dir;
     }
+
+    /// <summary>
+    /// <see cref="LinearRegression"/> whose backward pass uses com.microsoft QuickGeluGrad (an ORT training op with no
+    /// lowering here) where it would use Scale.
+    /// </summary>
+    public static ModelProto WithUnloweredOp()
+    {
+        var model = LinearRegression(useScale: true);
+        model.Graph.Node.Single(n => n.OpType == "Scale").OpType = UnloweredOp;
+        return model;
+    }
+
+    /// <summary>The op <see cref="WithUnloweredOp"/> uses.</summary>
+    public const string UnloweredOp = "QuickGeluGrad";
 
     /// <summary>The parameters of an ORT training model: the graph inputs whose gradients it accumulates, with their shapes.</summary>
     public static Dictionary<string, long[]> AccumulatedParameters(ModelProto training)

@@ -1,21 +1,20 @@
 using OnnxAdadelta.Import;
 using OnnxAdadelta.Onnx;
-using Xunit.Abstractions;
 using static OnnxAdadelta.Tests.Import.OrtArtifacts;
 using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Tests.Import;
 
-public class OrtCheckpointTests(ITestOutputHelper output)
+public class OrtCheckpointTests
 {
     private static byte[] Small() => WriteCheckpoint(
         [CheckpointTensor.Of(Tensors.Create("W", [1f, -2f, 3.5f], 3, 1)), CheckpointTensor.Of(Tensors.Create("b", [0.25f], 1))],
         [CheckpointTensor.Of(Tensors.Create("steps", [7L, 8L], 2))]);
 
-    [Fact]
+    [SharedFact]
     public void TheLoraCheckpointMatchesTheLoraTrainingModel()
     {
-        if (Corpus(output) is not { } dir) return;
+        var dir = Corpus();
         var checkpoint = OrtCheckpoint.Load(Path.Combine(dir, "lora-linear-checkpoint"));
         var parameters = AccumulatedParameters(ModelIO.Load(Path.Combine(dir, "lora-linear-training_model.onnx")));
 
@@ -108,6 +107,6 @@ public class OrtCheckpointTests(ITestOutputHelper output)
     {
         var path = Path.Combine(Path.GetTempPath(), "onnx-adadelta-no-such-checkpoint");
         var e = Assert.Throws<OnnxAdadeltaException>(() => OrtCheckpoint.Load(path));
-        Assert.Equal($"{path}: no such file.", e.Message);
+        Assert.Equal($"{path}: no such file; expected an ONNX Runtime checkpoint.", e.Message);
     }
 }

@@ -36,22 +36,22 @@ public class OrtCorpusTests(ITestOutputHelper output) : IDisposable
         { Lora, "Scale ×1" },
     };
 
-    [Theory]
+    [SharedTheory]
     [MemberData(nameof(MicrosoftOps))]
     public void TheCorpusModelsUseExactlyTheseMicrosoftOps(string file, string ops)
     {
-        if (Corpus(output) is not { } dir) return;
+        var dir = Corpus();
         var model = ModelIO.Load(Path.Combine(dir, file));
         Assert.Equal(4, model.Graph.Node.Count(n => n.Domain == Lowering.MicrosoftDomain && n.OpType == OrtArtifactImport.AccumulatorOp));
         Assert.Equal(ops, Inventory(model.Graph.Node.Where(n => n.OpType != OrtArtifactImport.AccumulatorOp), _ => true));
         Assert.DoesNotContain(model.Graph.Node, n => n.Domain is not ("" or "ai.onnx" or Lowering.MicrosoftDomain));
     }
 
-    [Theory]
+    [SharedTheory]
     [MemberData(nameof(MicrosoftOps))]
     public void AnImportThatFailsListsExactlyTheOpsWithoutALowering(string file, string ops)
     {
-        if (Corpus(output) is not { } dir) return;
+        var dir = Corpus();
         var model = ModelIO.Load(Path.Combine(dir, file));
         var values = new OrtImportOptions { ParameterValues = ParamsModel(RandomParameters(model, 3)) };
         var missing = Inventory(model.Graph.Node.Where(n => n.OpType != OrtArtifactImport.AccumulatorOp), op => LoweringRules.Find(op) is null);
@@ -65,20 +65,20 @@ public class OrtCorpusTests(ITestOutputHelper output) : IDisposable
         Assert.StartsWith($"Unsupported ops in the training model: {missing}.", e.Message);
     }
 
-    [Fact]
+    [SharedFact]
     public void SimpleNetGradientsEqualOurAutodiffOfTheEvalModel()
     {
-        if (Corpus(output) is not { } dir) return;
+        var dir = Corpus();
         var artifact = ModelIO.Load(Path.Combine(dir, SimpleNet));
         var values = RandomParameters(artifact, 11).ToDictionary(t => t.Name, StringComparer.Ordinal);
         var eval = WithValues(ModelIO.Load(Path.Combine(dir, "simplenet-eval_model.onnx")), values);
         CompareGradients(artifact, values, eval, SimpleNetLoss, ClassBatch(21));
     }
 
-    [Fact]
+    [SharedFact]
     public void SimpleNetMseGradientsEqualOurAutodiffOfItsForwardGraph()
     {
-        if (Corpus(output) is not { } dir) return;
+        var dir = Corpus();
         var artifact = ModelIO.Load(Path.Combine(dir, SimpleNet2Ffn));
         var values = RandomParameters(artifact, 12).ToDictionary(t => t.Name, StringComparer.Ordinal);
         // No eval model ships with the MSE variant: its forward graph is the training model without the backward pass.
@@ -86,10 +86,10 @@ public class OrtCorpusTests(ITestOutputHelper output) : IDisposable
         CompareGradients(artifact, values, forward, MseLoss, RegressionBatch(22, 784, 10));
     }
 
-    [Fact]
+    [SharedFact]
     public void LoraGradientsEqualOurAutodiffOfTheEvalModelAtTheCheckpoint()
     {
-        if (Corpus(output) is not { } dir) return;
+        var dir = Corpus();
         var artifact = ModelIO.Load(Path.Combine(dir, Lora));
         var checkpoint = Path.Combine(dir, LoraCheckpoint);
         var values = OrtCheckpoint.Load(checkpoint).Parameters.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
@@ -100,30 +100,30 @@ public class OrtCorpusTests(ITestOutputHelper output) : IDisposable
         CompareGradients(artifact, random, WithValues(ModelIO.Load(Path.Combine(dir, "lora-linear-eval_model.onnx")), random), MseLoss, RegressionBatch(24, 10, 2));
     }
 
-    [Fact]
+    [SharedFact]
     public void LoraTrainsWithAdadelta()
     {
-        if (Corpus(output) is not { } dir) return;
+        var dir = Corpus();
         var training = OrtArtifactImport.Import(ModelIO.Load(Path.Combine(dir, Lora)), new OrtImportOptions { CheckpointPath = Path.Combine(dir, LoraCheckpoint) });
         AssertTrains(training, RegressionBatch(31, 10, 2, rows: 64), steps: 300);
     }
 
-    [Fact]
+    [SharedFact]
     public void SimpleNetTrainsWithAdadelta()
     {
-        if (Corpus(output) is not { } dir) return;
+        var dir = Corpus();
         var artifact = ModelIO.Load(Path.Combine(dir, SimpleNet));
         var training = OrtArtifactImport.Import(artifact, new OrtImportOptions { ParameterValues = ParamsModel(RandomParameters(artifact, 13)) });
         AssertTrains(training, ClassBatch(32, rows: 32), steps: 200);
     }
 
-    [Fact]
+    [SharedFact]
     public void TheCliImportsTrainsAndExportsTheLoraArtifacts()
     {
-        if (Corpus(output) is not { } dir) return;
+        var dir = Corpus();
         var batch = RegressionBatch(41, 10, 2, rows: 64);
         var data = _dir.File("data.npz");
-        Npz.Write(data, Raw(batch).ToDictionary(b => b.Key, b => new NpyArray(DataType.Float, b.Value.Shape, b.Value.Data)));
+        Npz.Write(data, Raw(batch).ToDictionary(b => b.Key, b => new DataArray(DataType.Float, b.Value.Shape, b.Value.Data)));
 
         var imported = _dir.File("training.onnx");
         var r = CliRunner.Run("import-ort", Path.Combine(dir, Lora), "--checkpoint", Path.Combine(dir, LoraCheckpoint), "-o", imported);
@@ -175,7 +175,7 @@ public class OrtCorpusTests(ITestOutputHelper output) : IDisposable
 
     private void AssertTrains(ModelProto training, Dictionary<string, (Array Values, long[] Shape)> batch, int steps)
     {
-        using var trainer = new Trainer(AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0)));
+        using var trainer = new Trainer(AdadeltaRewrite.Apply(training, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }));
         var raw = Raw(batch);
         float first = trainer.Step(raw), last = first;
         for (int i = 1; i < steps; i++) last = trainer.Step(raw);

@@ -64,7 +64,7 @@ public class BadInputTests
         var values = new ModelProto { Graph = new GraphProto() };
         values.Graph.Initializer.Add(Tensors.Create("b", [1f, 2f, 3f], 3));
         var step = AdadeltaRewrite.Apply(m, new AdadeltaOptions(), new RewriteOptions { ParameterValues = values });
-        Assert.Equal([1f, 2f, 3f], step.Graph.Initializer.Single(t => t.Name == "b").ToFloatArray());
+        Assert.Equal([1f, 2f, 3f], TestData.ValuesByName(step)["b"].ToFloatArray());
     }
 
     [Fact]
@@ -110,7 +110,7 @@ public class BadInputTests
     [InlineData(0.001, 0.95, 1e-7, 1.0, 2.0, "clipnorm (1) and clipvalue (2) cannot both be set")]
     public void InvalidArgumentsNameTheValue(double lr, double rho, double eps, double? clipNorm, double? clipValue, string message)
     {
-        var e = Assert.Throws<ArgumentException>(() => new AdadeltaOptions(lr, rho, eps, clipNorm: clipNorm, clipValue: clipValue));
+        var e = Assert.Throws<ArgumentException>(() => new AdadeltaOptions { LearningRate = new ConstantLearningRate(lr), Rho = rho, Epsilon = eps, ClipNorm = clipNorm, ClipValue = clipValue }.Validate());
         Assert.StartsWith(message, e.Message);
     }
 
@@ -119,8 +119,8 @@ public class BadInputTests
     {
         var o = new AdadeltaOptions();
         Assert.Equal(0.001f, o.LearningRate.Evaluate(0));
-        Assert.Equal(0.95f, o.Rho);
-        Assert.Equal(1e-7f, o.Epsilon);
+        Assert.Equal(0.95, o.Rho);
+        Assert.Equal(1e-7, o.Epsilon);
         Assert.Equal("Adadelta", o.Name);
         Assert.Null(o.ClipNorm);
         Assert.Null(o.ClipValue);

@@ -26,10 +26,10 @@ public class MixedPrecisionTests
 
     private static AdadeltaOptions Options(string mode, bool useEma = false) => mode switch
     {
-        "default" => new AdadeltaOptions(learningRate: 1.0, useEma: useEma),
-        "fp32_state" => new AdadeltaOptions(learningRate: 1.0, useEma: useEma, fp32State: true),
-        "master_weights" => new AdadeltaOptions(learningRate: 1.0, useEma: useEma, masterWeights: true),
-        "both" => new AdadeltaOptions(learningRate: 1.0, useEma: useEma, fp32State: true, masterWeights: true),
+        "default" => new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), UseEma = useEma },
+        "fp32_state" => new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), UseEma = useEma, Fp32State = true },
+        "master_weights" => new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), UseEma = useEma, MasterWeights = true },
+        "both" => new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), UseEma = useEma, Fp32State = true, MasterWeights = true },
         _ => throw new ArgumentException(mode),
     };
 
@@ -99,8 +99,8 @@ public class MixedPrecisionTests
         var info = StepModelInfo.Read(model, "t");
         Assert.Equal(mode == "fp32_state", info.Optimizer.Fp32State);
         Assert.Equal(mode == "master_weights", info.Optimizer.MasterWeights);
-        Assert.Equal(mode == "fp32_state", info.Optimizer.ToOptions().Fp32State);
-        Assert.Equal(mode == "master_weights", info.Optimizer.ToOptions().MasterWeights);
+        Assert.Equal(mode == "fp32_state", info.Optimizer.Fp32State);
+        Assert.Equal(mode == "master_weights", info.Optimizer.MasterWeights);
 
         using var trainer = new Trainer(model);
         trainer.Step(Batch(0, type));
@@ -116,7 +116,7 @@ public class MixedPrecisionTests
         // accum_var is about 1e-7 here: float16 keeps it only as a subnormal, float32 keeps it in full.
         var states = new[] { false, true }.Select(fp32 =>
         {
-            using var t = new Trainer(StepModel(DataType.Float16, new AdadeltaOptions(learningRate: 1.0, fp32State: fp32)));
+            using var t = new Trainer(StepModel(DataType.Float16, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), Fp32State = fp32 }));
             for (int s = 0; s < 5; s++) t.Step(Batch(s, DataType.Float16));
             return MixedPrecision.ToFloats(t.ReadState()["Adadelta/p/accum_var"]);
         }).ToList();
@@ -129,11 +129,11 @@ public class MixedPrecisionTests
     [InlineData(DataType.Bfloat16)]
     public void MasterWeightsAreFloat32AndTheParameterIsTheirCast(DataType type)
     {
-        var model = StepModel(type, new AdadeltaOptions(learningRate: 1.0, masterWeights: true));
+        var model = StepModel(type, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), MasterWeights = true });
         Assert.Equal(DataType.Float, InputType(model, "Adadelta/p/master"));
         var binding = StepModelInfo.Read(model, "t").State.Single(s => s.Input == "Adadelta/p/master");
         Assert.Equal((StateKind.Slot, "p", MixedPrecision.MasterSlot, "Adadelta/p/master.next"), (binding.Kind, binding.Parameter, binding.Slot, binding.Output));
-        Assert.Equal(Initial(type), model.Graph.Initializer.Single(t => t.Name == "Adadelta/p/master").ToFloatArray());
+        Assert.Equal(Initial(type), TestData.ValuesByName(model)["Adadelta/p/master"].ToFloatArray());
 
         using var trainer = new Trainer(model);
         bool masterOffGrid = false;
@@ -155,7 +155,7 @@ public class MixedPrecisionTests
         // master copy every update rounds away; the float32 master accumulates them.
         float[] Run(bool master)
         {
-            using var t = new Trainer(StepModel(DataType.Bfloat16, new AdadeltaOptions(learningRate: 0.01, masterWeights: master)));
+            using var t = new Trainer(StepModel(DataType.Bfloat16, new AdadeltaOptions { LearningRate = new ConstantLearningRate(0.01), MasterWeights = master }));
             for (int s = 0; s < 200; s++) t.Step(Batch(s, DataType.Bfloat16));
             return MixedPrecision.ToFloats(t.ReadState()["p"]);
         }
@@ -183,7 +183,7 @@ public class MixedPrecisionTests
         double bound = mode switch { "default" => 2.5e-3, "fp32_state" => 8e-4, "master_weights" => 2.5e-3, _ => 1e-4 };
         var options = Options(mode);
         var initial = Initial(DataType.Float16);
-        var reference = new ReferenceAdadelta(new AdadeltaOptions(learningRate: 1.0), new Dictionary<string, float[]> { ["p"] = initial });
+        var reference = new ReferenceAdadelta(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }, new Dictionary<string, float[]> { ["p"] = initial });
         using var trainer = new Trainer(StepModel(DataType.Float16, options));
         double worst = 0;
         for (int s = 0; s < 50; s++)
@@ -200,7 +200,7 @@ public class MixedPrecisionTests
     [Fact]
     public void Float16CheckpointResumesExactly()
     {
-        var model = StepModel(DataType.Float16, new AdadeltaOptions(learningRate: 1.0, useEma: true, masterWeights: true));
+        var model = StepModel(DataType.Float16, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), UseEma = true, MasterWeights = true });
         IReadOnlyDictionary<string, TensorProto> straight;
         using (var t = new Trainer(model))
         {
@@ -215,7 +215,7 @@ public class MixedPrecisionTests
             ModelIO.Save(t.Checkpoint(), path);
         }
         var checkpoint = ModelIO.Load(path);
-        Assert.Equal(DataType.Float16, (DataType)checkpoint.Graph.Initializer.Single(i => i.Name == "p").DataType);
+        Assert.Equal(DataType.Float16, (DataType)TestData.ValuesByName(checkpoint)["p"].DataType);
         using (var t = new Trainer(checkpoint))
         {
             Assert.Equal(6, t.Iteration);
@@ -235,7 +235,7 @@ public class MixedPrecisionTests
     [Fact]
     public void ExportKeepsTheParameterDtype()
     {
-        var model = StepModel(DataType.Float16, new AdadeltaOptions(learningRate: 1.0, useEma: true, fp32State: true, masterWeights: true));
+        var model = StepModel(DataType.Float16, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), UseEma = true, Fp32State = true, MasterWeights = true });
         using var t = new Trainer(model);
         for (int s = 0; s < 5; s++) t.Step(Batch(s, DataType.Float16));
         var checkpoint = t.Checkpoint();
@@ -272,7 +272,7 @@ public class MixedPrecisionTests
         graph.Output.Add(TypeProtos.ValueInfo("p_grad", DataType.Int32, [2]));
         var model = new ModelProto { IrVersion = 8, Graph = graph };
         model.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
-        var e = Assert.Throws<OnnxAdadeltaException>(() => AdadeltaRewrite.Apply(model, new AdadeltaOptions(masterWeights: true)));
+        var e = Assert.Throws<OnnxAdadeltaException>(() => AdadeltaRewrite.Apply(model, new AdadeltaOptions { MasterWeights = true }.Validate()));
         Assert.Equal("Parameter 'p' is int32; only float32, float16 and bfloat16 parameters can be trained.", e.Message);
     }
 

@@ -11,28 +11,28 @@ public class OptionValidationTests
     [InlineData(0.5, 0.25, 1.0, "clipnorm (0.5) and clipvalue (0.25)")]
     public void ClipsAreMutuallyExclusive(double? clipNorm, double? clipValue, double? global, string message)
     {
-        var e = Assert.Throws<ArgumentException>(() => new AdadeltaOptions(clipNorm: clipNorm, clipValue: clipValue, globalClipNorm: global));
+        var e = Assert.Throws<ArgumentException>(() => new AdadeltaOptions { ClipNorm = clipNorm, ClipValue = clipValue, GlobalClipNorm = global }.Validate());
         Assert.Contains(message, e.Message);
     }
 
     public static TheoryData<string, Func<AdadeltaOptions>> Invalid => new()
     {
-        { "Invalid global_clipnorm value: 0", () => new AdadeltaOptions(globalClipNorm: 0) },
-        { "Invalid global_clipnorm value: NaN", () => new AdadeltaOptions(globalClipNorm: double.NaN) },
-        { "Invalid global_clipnorm value: 1E+300", () => new AdadeltaOptions(globalClipNorm: 1e300) },
-        { "Invalid weight_decay value: -0.1", () => new AdadeltaOptions(weightDecay: -0.1) },
-        { "Invalid weight_decay value: NaN", () => new AdadeltaOptions(weightDecay: double.NaN) },
-        { "Invalid weight_decay value: Infinity", () => new AdadeltaOptions(weightDecay: double.PositiveInfinity) },
-        { "Invalid l2 value: -1", () => new AdadeltaOptions(l2: -1) },
-        { "Invalid l2 value: 1E+300", () => new AdadeltaOptions(l2: 1e300) },
-        { "Invalid decay value: -0.01", () => new AdadeltaOptions(decay: -0.01) },
-        { "Invalid decay value: -Infinity", () => new AdadeltaOptions(decay: double.NegativeInfinity) },
-        { "Invalid loss_scale_factor value: 0", () => new AdadeltaOptions(lossScaleFactor: 0) },
-        { "Invalid loss_scale_factor value: -8", () => new AdadeltaOptions(lossScaleFactor: -8) },
-        { "Invalid loss_scale_factor value: NaN", () => new AdadeltaOptions(lossScaleFactor: double.NaN) },
-        { "Invalid loss_scale_factor value: 1E-50", () => new AdadeltaOptions(lossScaleFactor: 1e-50) },
-        { "exclude_from_weight_decay ('bias') needs weight_decay or l2", () => new AdadeltaOptions(excludeFromWeightDecay: ["bias"]) },
-        { "Invalid exclude_from_weight_decay pattern: ''", () => new AdadeltaOptions(weightDecay: 0.1, excludeFromWeightDecay: [""]) },
+        { "Invalid global_clipnorm value: 0", () => new AdadeltaOptions { GlobalClipNorm = 0 }.Validate() },
+        { "Invalid global_clipnorm value: NaN", () => new AdadeltaOptions { GlobalClipNorm = double.NaN }.Validate() },
+        { "Invalid global_clipnorm value: 1E+300", () => new AdadeltaOptions { GlobalClipNorm = 1e300 }.Validate() },
+        { "Invalid weight_decay value: -0.1", () => new AdadeltaOptions { WeightDecay = -0.1 }.Validate() },
+        { "Invalid weight_decay value: NaN", () => new AdadeltaOptions { WeightDecay = double.NaN }.Validate() },
+        { "Invalid weight_decay value: Infinity", () => new AdadeltaOptions { WeightDecay = double.PositiveInfinity }.Validate() },
+        { "Invalid l2 value: -1", () => new AdadeltaOptions { L2 = -1 }.Validate() },
+        { "Invalid l2 value: 1E+300", () => new AdadeltaOptions { L2 = 1e300 }.Validate() },
+        { "Invalid decay value: -0.01", () => new AdadeltaOptions { Decay = -0.01 }.Validate() },
+        { "Invalid decay value: -Infinity", () => new AdadeltaOptions { Decay = double.NegativeInfinity }.Validate() },
+        { "Invalid loss_scale_factor value: 0", () => new AdadeltaOptions { LossScaleFactor = 0 }.Validate() },
+        { "Invalid loss_scale_factor value: -8", () => new AdadeltaOptions { LossScaleFactor = -8 }.Validate() },
+        { "Invalid loss_scale_factor value: NaN", () => new AdadeltaOptions { LossScaleFactor = double.NaN }.Validate() },
+        { "Invalid loss_scale_factor value: 1E-50", () => new AdadeltaOptions { LossScaleFactor = 1e-50 }.Validate() },
+        { "exclude_from_weight_decay ('bias') needs weight_decay or l2", () => new AdadeltaOptions { ExcludeFromWeightDecay = ["bias"] }.Validate() },
+        { "Invalid exclude_from_weight_decay pattern: ''", () => new AdadeltaOptions { WeightDecay = 0.1, ExcludeFromWeightDecay = [""] }.Validate() },
     };
 
     [Theory]
@@ -53,7 +53,7 @@ public class OptionValidationTests
     [Fact]
     public void ZeroDecaysAreAccepted()
     {
-        var o = new AdadeltaOptions(weightDecay: 0, l2: 0, decay: 0);
-        Assert.Equal(0f, o.WeightDecay);
+        var o = new AdadeltaOptions { WeightDecay = 0, L2 = 0, Decay = 0 };
+        Assert.Equal(0, o.WeightDecay);
     }
 }

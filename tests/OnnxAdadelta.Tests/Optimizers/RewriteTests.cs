@@ -21,7 +21,15 @@ public class RewriteTests
             g.Input.Select(i => i.Name));
         Assert.Equal(["loss", "logits", "W.next", "Adadelta/W/accum_grad.next", "Adadelta/W/accum_var.next", "b.next", "Adadelta/b/accum_grad.next", "Adadelta/b/accum_var.next", "Adadelta/iterations.next"],
             g.Output.Select(o => o.Name));
-        var inits = g.Initializer.ToDictionary(t => t.Name);
+        var inits = TestData.ValuesByName(step);
+        // Format 2: no state input has an initializer of its own name (every binding can feed it); its value is under the
+        // name the metadata records, read by no node.
+        var bindings = StepModelInfo.Read(step, "test").State;
+        Assert.Equal(StepModelInfo.CurrentFormatVersion, StepModelInfo.Read(step, "test").FormatVersion);
+        Assert.All(bindings, s => Assert.DoesNotContain(g.Initializer, t => t.Name == s.Input));
+        Assert.All(bindings, s => Assert.Equal(s.Input + StepModelState.InitialSuffix, s.Initial));
+        Assert.All(bindings, s => Assert.Contains(g.Initializer, t => t.Name == s.Initial));
+        Assert.All(bindings, s => Assert.DoesNotContain(g.Node, n => n.Input.Contains(s.Initial!)));
         Assert.All(new[] { "Adadelta/W/accum_grad", "Adadelta/W/accum_var", "Adadelta/b/accum_grad", "Adadelta/b/accum_var" },
             n => Assert.All(inits[n].ToFloatArray(), v => Assert.Equal(0f, v)));
         Assert.Equal([TestData.Features, TestData.Classes], inits["Adadelta/W/accum_grad"].Dims);
@@ -53,11 +61,11 @@ public class RewriteTests
     public void NamePrefixesEveryInsertedNodeAndStateTensor()
     {
         var training = TestData.TrainingGraph();
-        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions(name: "Opt"));
+        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions { Name = "Opt" });
         var originalNodes = training.Graph.Node.Select(n => n.Name).ToHashSet();
         Assert.All(step.Graph.Node.Where(n => !originalNodes.Contains(n.Name)), n => Assert.StartsWith("Opt/", n.Name));
         var originalInits = training.Graph.Initializer.Select(t => t.Name).ToHashSet();
-        Assert.All(step.Graph.Initializer.Where(t => !originalInits.Contains(t.Name)), t => Assert.StartsWith("Opt/", t.Name));
+        Assert.All(step.Graph.Initializer.Where(t => !originalInits.Contains(t.Name) && t.Name is not ("W.initial" or "b.initial")), t => Assert.StartsWith("Opt/", t.Name));
         Assert.Contains(step.Graph.Input, i => i.Name == "Opt/W/accum_grad");
     }
 
@@ -74,7 +82,7 @@ public class RewriteTests
     public void TheStepComputesTheSameLossAndGradientsAsTheTrainingGraph()
     {
         var training = TestData.TrainingGraph();
-        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0), new RewriteOptions { KeepGradients = true });
+        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }, new RewriteOptions { KeepGradients = true });
         var batch = TestData.Batch(3);
         using var before = new InferenceSession(training.ToByteArray());
         using var x = OrtValue.CreateTensorValueFromMemory(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(batch["X"].Data).ToArray(), batch["X"].Shape);
@@ -96,7 +104,7 @@ public class RewriteTests
         // The norm is a reduction, and ORT's summation order differs from the reference's loop, so the clip factor may
         // differ by an ULP. Per step (reference resynchronized to ORT's state each step) the measured error is at most
         // a few ULP; over a 300-step trajectory at lr 1.0 those step errors add up (measured 516 ULP, 3e-5 relative).
-        var model = TestData.StepModel(new AdadeltaOptions(learningRate: 1.0, clipNorm: 0.05));
+        var model = TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipNorm = 0.05 });
         var perStep = NumericsCheck.Run(model, 300, i => TestData.Batch(i % 5), resync: true);
         Assert.All(perStep, e => Assert.True(e.MaxUlp <= 8, $"{e.Name}: {e.MaxUlp} ULP in one step"));
         var trajectory = NumericsCheck.Run(model, 300, i => TestData.Batch(i % 5));
@@ -107,7 +115,7 @@ public class RewriteTests
     [Fact]
     public void ClipvalueIsBitIdentical()
     {
-        var errors = NumericsCheck.Run(TestData.StepModel(new AdadeltaOptions(learningRate: 1.0, clipValue: 0.01)), 300, i => TestData.Batch(i % 5));
+        var errors = NumericsCheck.Run(TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipValue = 0.01 }), 300, i => TestData.Batch(i % 5));
         Assert.All(errors, e => Assert.Equal(0, e.MaxUlp));
     }
 
@@ -120,9 +128,9 @@ public class RewriteTests
             for (int i = 0; i < 5; i++) t.Step(TestData.Batch(i));
             return t.ReadState()["W"].ToFloatArray();
         }
-        var plain = Train(new AdadeltaOptions(learningRate: 1.0));
-        Assert.NotEqual(plain, Train(new AdadeltaOptions(learningRate: 1.0, clipNorm: 0.01)));
-        Assert.NotEqual(plain, Train(new AdadeltaOptions(learningRate: 1.0, clipValue: 0.001)));
+        var plain = Train(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
+        Assert.NotEqual(plain, Train(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipNorm = 0.01 }));
+        Assert.NotEqual(plain, Train(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipValue = 0.001 }));
     }
 
     [Theory]

@@ -25,7 +25,7 @@ public class ScheduledRewriteTests
         // Measured on Linux x64 with ONNX Runtime 1.31.1 CPU: 0 ULP for every schedule over 150 steps. The learning
         // rate is computed by one scalar op chain on each side, and ORT's CPU kernels call the same libm functions
         // .NET's MathF does; off Linux the libm may differ, so a few ULP are allowed there.
-        var options = new AdadeltaOptions(LearningRateSchedules.Parse(spec));
+        var options = new AdadeltaOptions { LearningRate = LearningRateSchedules.Parse(spec) };
         var step = TestData.StepModel(options);
         var errors = NumericsCheck.Run(step, 150, i => TestData.Batch(i % 5));
         long bound = OperatingSystem.IsLinux() ? 0 : 16;
@@ -39,14 +39,14 @@ public class ScheduledRewriteTests
         static float Moved(AdadeltaOptions o)
         {
             using var t = new Trainer(TestData.StepModel(o));
-            var start = t.Model.Graph.Initializer.Single(x => x.Name == "W").RawData.ToByteArray();
+            var start = TestData.ValuesByName(t.Model)["W"].RawData.ToByteArray();
             for (int i = 0; i < 60; i++) t.Step(TestData.Batch(i % 5));
             var end = OnnxAdadelta.Onnx.Tensors.ToFloatArray(t.ReadState()["W"]);
             var begin = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(start).ToArray();
             return end.Zip(begin).Sum(p => Math.Abs(p.First - p.Second));
         }
-        var constant = Moved(new AdadeltaOptions(learningRate: 1.0));
-        var decayed = Moved(new AdadeltaOptions(LearningRateSchedules.Parse("exponential:initial=1.0,decay_steps=5,decay_rate=0.1")));
+        var constant = Moved(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
+        var decayed = Moved(new AdadeltaOptions { LearningRate = LearningRateSchedules.Parse("exponential:initial=1.0,decay_steps=5,decay_rate=0.1") });
         Assert.True(decayed < constant * 0.5f, $"decayed {decayed} vs constant {constant}");
     }
 }

@@ -18,10 +18,10 @@ public sealed class DatasetTests : IDisposable
     private static readonly InputSpec Y = Spec("y", DataType.Int64, "batch");
 
     /// <summary>Row r of x is [10r, 10r+1, 10r+2]; y[r] = r.</summary>
-    private static Dictionary<string, NpyArray> Digits(int rows = 10) => new()
+    private static Dictionary<string, DataArray> Digits(int rows = 10) => new()
     {
-        ["x"] = NpyArray.FromFloat(Enumerable.Range(0, rows).SelectMany(r => new float[] { 10 * r, 10 * r + 1, 10 * r + 2 }).ToArray(), rows, 3),
-        ["y"] = NpyArray.FromInt64(Enumerable.Range(0, rows).Select(r => (long)r).ToArray()),
+        ["x"] = DataArray.FromFloat(Enumerable.Range(0, rows).SelectMany(r => new float[] { 10 * r, 10 * r + 1, 10 * r + 2 }).ToArray(), rows, 3),
+        ["y"] = DataArray.FromInt64(Enumerable.Range(0, rows).Select(r => (long)r).ToArray()),
     };
 
     private static OnnxAdadeltaException Fails(Func<object> f) => Assert.Throws<OnnxAdadeltaException>(f);
@@ -31,7 +31,7 @@ public sealed class DatasetTests : IDisposable
     {
         var path = Path.Combine(_dir.FullName, "digits.npz");
         var arrays = Digits();
-        arrays["unused"] = NpyArray.FromDouble([1, 2, 3]);
+        arrays["unused"] = DataArray.FromDouble([1, 2, 3]);
         Npz.Write(path, arrays);
 
         var ds = Dataset.Open(path, [X, Y]);
@@ -56,7 +56,7 @@ public sealed class DatasetTests : IDisposable
     public void WrongElementTypeIsNamed()
     {
         var arrays = Digits();
-        arrays["x"] = NpyArray.FromDouble(new double[30], 10, 3);
+        arrays["x"] = DataArray.FromDouble(new double[30], 10, 3);
         var e = Fails(() => Dataset.FromArrays(arrays, [X, Y], "d.npz"));
         Assert.StartsWith("array 'x' in d.npz is float64, graph input 'x' wants float32", e.Message);
     }
@@ -73,7 +73,7 @@ public sealed class DatasetTests : IDisposable
     public void ScalarArrayIsRejected()
     {
         var arrays = Digits();
-        arrays["y"] = new NpyArray(DataType.Int64, [], new byte[8]);
+        arrays["y"] = new DataArray(DataType.Int64, [], new byte[8]);
         var e = Fails(() => Dataset.FromArrays(arrays, [X, new InputSpec("y", DataType.Int64, null)], "d.npz"));
         Assert.Contains("array 'y' in d.npz is a scalar", e.Message);
     }
@@ -88,10 +88,10 @@ public sealed class DatasetTests : IDisposable
     [Fact]
     public void SymbolicDimensionsMustAgreeAcrossInputs()
     {
-        var arrays = new Dictionary<string, NpyArray>
+        var arrays = new Dictionary<string, DataArray>
         {
-            ["a"] = NpyArray.FromFloat(new float[10], 2, 5),
-            ["b"] = NpyArray.FromFloat(new float[12], 2, 6),
+            ["a"] = DataArray.FromFloat(new float[10], 2, 5),
+            ["b"] = DataArray.FromFloat(new float[12], 2, 6),
         };
         var e = Fails(() => Dataset.FromArrays(arrays,
             [Spec("a", DataType.Float, "n", "seq"), Spec("b", DataType.Float, "n", "seq")], "s.npz"));
@@ -108,7 +108,7 @@ public sealed class DatasetTests : IDisposable
     public void DifferentRowCountsAreListed()
     {
         var arrays = Digits();
-        arrays["y"] = NpyArray.FromInt64(new long[9]);
+        arrays["y"] = DataArray.FromInt64(new long[9]);
         var e = Fails(() => Dataset.FromArrays(arrays, [X, Y], "d.npz"));
         Assert.Equal("The arrays in d.npz have different row counts (axis 0): 'x' has 10, 'y' has 9.", e.Message);
     }

@@ -36,7 +36,7 @@ public class NpyTests
         return bytes;
     }
 
-    private static NpyArray Parse(byte[] bytes, string source = "test.npy") => Npy.Read(new MemoryStream(bytes), source);
+    private static DataArray Parse(byte[] bytes, string source = "test.npy") => Npy.Read(new MemoryStream(bytes), source);
 
     // np.save(f, np.arange(6, dtype='<f4').reshape(2, 3)) writes this header: 59 characters of dict, 58 spaces and a
     // newline, so that 6 + 2 + 2 + 118 = 128 bytes precede the data.
@@ -65,7 +65,7 @@ public class NpyTests
     {
         var expected = Assemble(1, NumPyHeader2x3, LittleEndianFloats(0, 1, 2, 3, 4, 5));
         var ms = new MemoryStream();
-        Npy.Write(ms, NpyArray.FromFloat([0, 1, 2, 3, 4, 5], 2, 3));
+        Npy.Write(ms, DataArray.FromFloat([0, 1, 2, 3, 4, 5], 2, 3));
         Assert.Equal(expected, ms.ToArray());
     }
 
@@ -207,27 +207,27 @@ public class NpyTests
         Assert.Contains("truncated", e.Message);
     }
 
-    public static TheoryData<NpyArray> EveryDtype() =>
+    public static TheoryData<DataArray> EveryDtype() =>
     [
-        NpyArray.FromFloat([1.5f, -0f, float.NaN, float.MaxValue, float.Epsilon, -3], 2, 3),
-        NpyArray.FromDouble([Math.PI, -1e300, double.NegativeInfinity], 3),
-        NpyArray.FromHalf([(Half)1, (Half)(-2.5), Half.MaxValue, Half.Epsilon], 2, 2),
-        NpyArray.FromInt64([long.MinValue, -1, 0, long.MaxValue]),
-        NpyArray.FromInt32([int.MinValue, 7, int.MaxValue, 0, 1, 2], 3, 1, 2),
-        NpyArray.FromInt16([short.MinValue, short.MaxValue]),
-        NpyArray.FromInt8([sbyte.MinValue, -1, sbyte.MaxValue]),
-        NpyArray.FromUInt8([0, 128, 255]),
-        NpyArray.FromBool([true, false, true, true], 4, 1),
-        new NpyArray(DataType.Uint16, [2], [0x01, 0x02, 0xFF, 0xFF]),
-        new NpyArray(DataType.Uint32, [1], [0x01, 0x02, 0x03, 0x04]),
-        new NpyArray(DataType.Uint64, [1], [1, 2, 3, 4, 5, 6, 7, 0xFF]),
-        new NpyArray(DataType.Float, [], LittleEndianFloats(42)),
-        new NpyArray(DataType.Float, [0, 5], []),
+        DataArray.FromFloat([1.5f, -0f, float.NaN, float.MaxValue, float.Epsilon, -3], 2, 3),
+        DataArray.FromDouble([Math.PI, -1e300, double.NegativeInfinity], 3),
+        DataArray.FromHalf([(Half)1, (Half)(-2.5), Half.MaxValue, Half.Epsilon], 2, 2),
+        DataArray.FromInt64([long.MinValue, -1, 0, long.MaxValue]),
+        DataArray.FromInt32([int.MinValue, 7, int.MaxValue, 0, 1, 2], 3, 1, 2),
+        DataArray.FromInt16([short.MinValue, short.MaxValue]),
+        DataArray.FromInt8([sbyte.MinValue, -1, sbyte.MaxValue]),
+        DataArray.FromUInt8([0, 128, 255]),
+        DataArray.FromBool([true, false, true, true], 4, 1),
+        new DataArray(DataType.Uint16, [2], [0x01, 0x02, 0xFF, 0xFF]),
+        new DataArray(DataType.Uint32, [1], [0x01, 0x02, 0x03, 0x04]),
+        new DataArray(DataType.Uint64, [1], [1, 2, 3, 4, 5, 6, 7, 0xFF]),
+        new DataArray(DataType.Float, [], LittleEndianFloats(42)),
+        new DataArray(DataType.Float, [0, 5], []),
     ];
 
     [Theory]
     [MemberData(nameof(EveryDtype))]
-    public void WriteThenReadGivesTheSameArray(NpyArray array)
+    public void WriteThenReadGivesTheSameArray(DataArray array)
     {
         var ms = new MemoryStream();
         Npy.Write(ms, array);
@@ -246,7 +246,7 @@ public class NpyTests
     public void HugeHeadersUseVersion2()
     {
         var shape = Enumerable.Repeat(1L, 25_000).ToArray();
-        var array = NpyArray.FromFloat([3f], shape);
+        var array = DataArray.FromFloat([3f], shape);
         var ms = new MemoryStream();
         Npy.Write(ms, array);
         var bytes = ms.ToArray();
@@ -261,8 +261,8 @@ public class NpyTests
     public void ReadLeavesTheStreamAfterTheArray()
     {
         var ms = new MemoryStream();
-        Npy.Write(ms, NpyArray.FromInt32([1, 2]));
-        Npy.Write(ms, NpyArray.FromInt64([3]));
+        Npy.Write(ms, DataArray.FromInt32([1, 2]));
+        Npy.Write(ms, DataArray.FromInt64([3]));
         ms.Position = 0;
         Assert.Equal([1, 2], Npy.Read(ms).ToInt32Array());
         Assert.Equal([3L], Npy.Read(ms).ToInt64Array());
@@ -275,7 +275,7 @@ public class NpyTests
         try
         {
             var path = Path.Combine(dir.FullName, "a.npy");
-            var array = NpyArray.FromDouble([1, 2, 3, 4], 2, 2);
+            var array = DataArray.FromDouble([1, 2, 3, 4], 2, 2);
             Npy.Write(path, array);
             Assert.Equal(array, Npy.Read(path));
             var e = Assert.Throws<OnnxAdadeltaException>(() => Npy.Read(Path.Combine(dir.FullName, "missing.npy")));
@@ -287,25 +287,25 @@ public class NpyTests
     [Fact]
     public void ArrayChecksItsArguments()
     {
-        Assert.Throws<ArgumentException>(() => NpyArray.FromFloat([1, 2, 3], 2, 2));
-        Assert.Throws<ArgumentException>(() => new NpyArray(DataType.Float, [2], new byte[7]));
-        Assert.Throws<ArgumentException>(() => new NpyArray(DataType.String, [1], new byte[1]));
-        Assert.Throws<ArgumentException>(() => new NpyArray(DataType.Float, [-1], []));
-        Assert.Throws<InvalidOperationException>(() => new NpyArray(DataType.Float, [], new byte[4]).RowCount);
-        var e = Assert.Throws<OnnxAdadeltaException>(() => NpyArray.FromInt32([1]).ToFloatArray());
+        Assert.Throws<ArgumentException>(() => DataArray.FromFloat([1, 2, 3], 2, 2));
+        Assert.Throws<ArgumentException>(() => new DataArray(DataType.Float, [2], new byte[7]));
+        Assert.Throws<ArgumentException>(() => new DataArray(DataType.String, [1], new byte[1]));
+        Assert.Throws<ArgumentException>(() => new DataArray(DataType.Float, [-1], []));
+        Assert.Throws<InvalidOperationException>(() => new DataArray(DataType.Float, [], new byte[4]).RowCount);
+        var e = Assert.Throws<OnnxAdadeltaException>(() => DataArray.FromInt32([1]).ToFloatArray());
         Assert.Contains("int32", e.Message);
     }
 
     [Fact]
     public void FactoriesStoreLittleEndianBytes()
     {
-        Assert.Equal(new byte[] { 0x00, 0x00, 0xC0, 0x3F }, NpyArray.FromFloat([1.5f]).Data);
-        Assert.Equal(new byte[] { 0x02, 0x01, 0, 0, 0, 0, 0, 0 }, NpyArray.FromInt64([0x0102]).Data);
-        Assert.Equal(new byte[] { 1, 0 }, NpyArray.FromBool([true, false]).Data);
-        Assert.Equal([1L], NpyArray.FromBool([true]).Shape);
-        Assert.Equal([true, false], NpyArray.FromBool([true, false]).ToBoolArray());
-        Assert.NotEqual(NpyArray.FromFloat([1, 2]), NpyArray.FromFloat([1, 2], 2, 1));
-        Assert.NotEqual(NpyArray.FromFloat([1, 2]), NpyArray.FromFloat([1, 3]));
-        Assert.Equal("float32(2, 1)", NpyArray.FromFloat([1, 2], 2, 1).ToString());
+        Assert.Equal(new byte[] { 0x00, 0x00, 0xC0, 0x3F }, DataArray.FromFloat([1.5f]).Data);
+        Assert.Equal(new byte[] { 0x02, 0x01, 0, 0, 0, 0, 0, 0 }, DataArray.FromInt64([0x0102]).Data);
+        Assert.Equal(new byte[] { 1, 0 }, DataArray.FromBool([true, false]).Data);
+        Assert.Equal([1L], DataArray.FromBool([true]).Shape);
+        Assert.Equal([true, false], DataArray.FromBool([true, false]).ToBoolArray());
+        Assert.NotEqual(DataArray.FromFloat([1, 2]), DataArray.FromFloat([1, 2], 2, 1));
+        Assert.NotEqual(DataArray.FromFloat([1, 2]), DataArray.FromFloat([1, 3]));
+        Assert.Equal("float32(2, 1)", DataArray.FromFloat([1, 2], 2, 1).ToString());
     }
 }

@@ -13,22 +13,22 @@ public sealed class NpzTests : IDisposable
 
     private string PathOf(string name) => Path.Combine(_dir.FullName, name);
 
-    private static OrderedDictionary<string, NpyArray> EveryDtype() => new()
+    private static OrderedDictionary<string, DataArray> EveryDtype() => new()
     {
-        ["z_float"] = NpyArray.FromFloat([1.5f, -2, float.NaN, 4, 5, 6], 2, 3),
-        ["y_double"] = NpyArray.FromDouble([Math.E, -1e-300]),
-        ["x_half"] = NpyArray.FromHalf([(Half)0.5, (Half)(-7)]),
-        ["w_int64"] = NpyArray.FromInt64([long.MinValue, long.MaxValue, 3], 3, 1),
-        ["v_int32"] = NpyArray.FromInt32([-5, 6]),
-        ["u_int16"] = NpyArray.FromInt16([-300, 300]),
-        ["t_int8"] = NpyArray.FromInt8([-128, 127]),
-        ["s_uint8"] = NpyArray.FromUInt8([0, 255]),
-        ["r_bool"] = NpyArray.FromBool([true, false, false]),
-        ["q_uint16"] = new NpyArray(DataType.Uint16, [1], [0xAB, 0xCD]),
-        ["p_uint32"] = new NpyArray(DataType.Uint32, [1], [1, 2, 3, 4]),
-        ["o_uint64"] = new NpyArray(DataType.Uint64, [1], [1, 2, 3, 4, 5, 6, 7, 8]),
-        ["n_scalar"] = new NpyArray(DataType.Double, [], BitConverter.GetBytes(2.25)),
-        ["m_empty"] = new NpyArray(DataType.Float, [0, 4], []),
+        ["z_float"] = DataArray.FromFloat([1.5f, -2, float.NaN, 4, 5, 6], 2, 3),
+        ["y_double"] = DataArray.FromDouble([Math.E, -1e-300]),
+        ["x_half"] = DataArray.FromHalf([(Half)0.5, (Half)(-7)]),
+        ["w_int64"] = DataArray.FromInt64([long.MinValue, long.MaxValue, 3], 3, 1),
+        ["v_int32"] = DataArray.FromInt32([-5, 6]),
+        ["u_int16"] = DataArray.FromInt16([-300, 300]),
+        ["t_int8"] = DataArray.FromInt8([-128, 127]),
+        ["s_uint8"] = DataArray.FromUInt8([0, 255]),
+        ["r_bool"] = DataArray.FromBool([true, false, false]),
+        ["q_uint16"] = new DataArray(DataType.Uint16, [1], [0xAB, 0xCD]),
+        ["p_uint32"] = new DataArray(DataType.Uint32, [1], [1, 2, 3, 4]),
+        ["o_uint64"] = new DataArray(DataType.Uint64, [1], [1, 2, 3, 4, 5, 6, 7, 8]),
+        ["n_scalar"] = new DataArray(DataType.Double, [], BitConverter.GetBytes(2.25)),
+        ["m_empty"] = new DataArray(DataType.Float, [0, 4], []),
     };
 
     [Theory]
@@ -53,7 +53,7 @@ public sealed class NpzTests : IDisposable
     public void WriterUsesDeflateOrStoredEntries(bool compress, int method)
     {
         var path = PathOf("m.npz");
-        Npz.Write(path, new Dictionary<string, NpyArray> { ["a"] = NpyArray.FromFloat(new float[1000]) }, compress);
+        Npz.Write(path, new Dictionary<string, DataArray> { ["a"] = DataArray.FromFloat(new float[1000]) }, compress);
         var bytes = File.ReadAllBytes(path);
         Assert.Equal(0x04034b50u, BinaryPrimitives.ReadUInt32LittleEndian(bytes));
         Assert.Equal(method, BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(8)));
@@ -119,10 +119,10 @@ public sealed class NpzTests : IDisposable
     {
         var arrays = Npz.Read(new MemoryStream(Convert.FromBase64String(NumPyFile)), "numpy.npz");
         Assert.Equal(["x", "y", "big", "m"], arrays.Keys);
-        Assert.Equal(NpyArray.FromFloat([1.5f, -2, 3, 4, 5, 6.25f], 2, 3), arrays["x"]);
-        Assert.Equal(NpyArray.FromInt64([7, -8]), arrays["y"]);
-        Assert.Equal(NpyArray.FromInt32([1, 256]), arrays["big"]);
-        Assert.Equal(NpyArray.FromBool([true, false, true]), arrays["m"]);
+        Assert.Equal(DataArray.FromFloat([1.5f, -2, 3, 4, 5, 6.25f], 2, 3), arrays["x"]);
+        Assert.Equal(DataArray.FromInt64([7, -8]), arrays["y"]);
+        Assert.Equal(DataArray.FromInt32([1, 256]), arrays["big"]);
+        Assert.Equal(DataArray.FromBool([true, false, true]), arrays["m"]);
     }
 
     [Fact]
@@ -169,7 +169,7 @@ public sealed class NpzTests : IDisposable
     public void TruncatedEntryDataIsRejectedNamingFileAndArray(CompressionLevel level)
     {
         var ms = new MemoryStream();
-        Npy.Write(ms, NpyArray.FromFloat(new float[100], 10, 10));
+        Npy.Write(ms, DataArray.FromFloat(new float[100], 10, 10));
         var path = PathOf("short.npz");
         using (var zip = ZipFile.Open(path, ZipArchiveMode.Create))
             Add(zip, "features.npy", ms.ToArray()[..^40], level);
@@ -197,6 +197,6 @@ public sealed class NpzTests : IDisposable
         ms.Position = 0;
         var back = Npz.Read(ms);
         Assert.Equal(EveryDtype().Keys, back.Keys);
-        Assert.Throws<ArgumentException>(() => Npz.Write(new MemoryStream(), new Dictionary<string, NpyArray> { [""] = NpyArray.FromInt32([1]) }));
+        Assert.Throws<ArgumentException>(() => Npz.Write(new MemoryStream(), new Dictionary<string, DataArray> { [""] = DataArray.FromInt32([1]) }));
     }
 }

@@ -12,7 +12,7 @@ public class TrainerTests
     [Fact]
     public void LossGoesDown()
     {
-        using var trainer = new Trainer(TestData.StepModel(new AdadeltaOptions(learningRate: 1.0)));
+        using var trainer = new Trainer(TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }));
         var batch = TestData.Batch(1, rows: 64);
         var first = trainer.Step(batch);
         float last = first;
@@ -24,7 +24,7 @@ public class TrainerTests
     public void ResumingFromACheckpointIsExact()
     {
         const int k = 40;
-        var step = TestData.StepModel(new AdadeltaOptions(learningRate: 1.0, clipNorm: 0.5));
+        var step = TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipNorm = 0.5 });
         using var tmp = new TestData.TempDir();
 
         using var straight = new Trainer(step);
@@ -59,7 +59,7 @@ public class TrainerTests
     [Fact]
     public void ExportKeepsTheForwardPartWithTrainedParameters()
     {
-        using var trainer = new Trainer(TestData.StepModel(new AdadeltaOptions(learningRate: 1.0)));
+        using var trainer = new Trainer(TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }));
         for (int i = 0; i < 10; i++) trainer.Step(TestData.Batch(i));
         var checkpoint = trainer.Checkpoint();
         var inference = InferenceExport.Export(checkpoint);
@@ -100,13 +100,12 @@ public class TrainerTests
         Assert.Equal("--output nope: the model has no value 'nope'.", e.Message);
     }
 
-    [Fact]
+    [WithoutCudaFact]
     public void CudaWithoutTheProviderSaysHowToGetIt()
     {
-        if (OrtSessions.CudaBuilt) return; // this build has CUDA; the error path cannot occur
         var e = Assert.Throws<OnnxAdadeltaException>(() => new Trainer(TestData.StepModel(), new TrainerOptions { Device = Device.Cuda }));
         Assert.Contains("no CUDA execution provider", e.Message);
-        Assert.Contains("-p:OnnxAdadeltaCuda=true", e.Message);
+        Assert.Contains("Microsoft.ML.OnnxRuntime.Gpu.Linux", e.Message);
     }
 }
 

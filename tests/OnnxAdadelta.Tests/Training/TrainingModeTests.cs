@@ -66,7 +66,7 @@ public class TrainingModeTests
         Assert.Equal([new BufferBinding("running_mean", "running_mean.next"), new BufferBinding("running_var", "running_var.next")],
             TrainingGraphInfo.Read(training).Buffers!);
         Assert.Equal(["running_mean", "running_var"], ModelSummary.Of(training).Rows.Where(r => r.Role == "buffer").Select(r => r.Name));
-        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions(learningRate: 1.0));
+        var step = AdadeltaRewrite.Apply(training, new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
         Assert.Equal(["running_mean", "running_var"], ModelSummary.Of(step).Rows.Where(r => r.Role == "buffer").Select(r => r.Name));
         return step;
     }
@@ -97,7 +97,7 @@ public class TrainingModeTests
             }
         }
         var checkpoint = trainer.Checkpoint();
-        var inits = checkpoint.Graph.Initializer.ToDictionary(i => i.Name);
+        var inits = TestData.ValuesByName(checkpoint);
         var scale = inits["scale"].ToFloatArray();
         Assert.NotEqual(ConvBn(false).Graph.Initializer.First(i => i.Name == "scale").ToFloatArray(), scale);
         for (int c = 0; c < C; c++)
@@ -296,7 +296,7 @@ public class TrainingModeTests
     [Fact]
     public void DropoutStepModelsResumeWithTheSameMasksAndExportAnIdentity()
     {
-        var step = AdadeltaRewrite.Apply(DropoutTraining(), new AdadeltaOptions(learningRate: 1.0));
+        var step = AdadeltaRewrite.Apply(DropoutTraining(), new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
         var info = StepModelInfo.Read(step, "step");
         Assert.Equal(["x", "target"], info.DataInputs);
         Assert.DoesNotContain(step.Graph.Input, i => i.Name == TrainingModes.StepInputName);
@@ -310,8 +310,8 @@ public class TrainingModeTests
         Assert.Equal(["Mul", "MatMul"], exported.Graph.Node.Select(n => n.OpType));
         Assert.Equal(["scaled", "w2"], exported.Graph.Node[1].Input);
         Assert.Equal(["x"], exported.Graph.Input.Select(i => i.Name));
-        var w1 = checkpoint.Graph.Initializer.First(i => i.Name == "w1").ToFloatArray();
-        var w2 = checkpoint.Graph.Initializer.First(i => i.Name == "w2").ToFloatArray();
+        var w1 = TestData.ValuesByName(checkpoint)["w1"].ToFloatArray();
+        var w2 = TestData.ValuesByName(checkpoint)["w2"].ToFloatArray();
         var x = Uniform(9, Rows * Features);
         using var session = new InferenceSession(exported.ToByteArray());
         using var xv = OrtValue.CreateTensorValueFromMemory(x, [Rows, Features]);

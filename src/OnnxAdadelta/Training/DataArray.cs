@@ -5,15 +5,16 @@ using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 namespace OnnxAdadelta.Training;
 
 /// <summary>
-/// A dense, C-ordered (row-major) array as NumPy stores it in an .npy file: element type, shape and the raw
-/// little-endian bytes. Construction checks that the type is one NumPy files can hold (see <see cref="Npy"/>) and
+/// A dense, C-ordered (row-major) array in memory, whatever file it came from (.npz, .npy, .csv; see
+/// <see cref="DataFiles"/>): element type, shape and the raw little-endian bytes, rows along axis 0. Construction
+/// checks that the type is one the data files can hold (the element types NumPy has) and
 /// that <paramref name="Data"/> holds exactly the elements <paramref name="Shape"/> describes. Two arrays are equal
 /// when type, shape and bytes are.
 /// </summary>
 /// <param name="ElementType">The ONNX element type (Float, Double, Float16, Int64, Int32, Int16, Int8, Uint64, Uint32, Uint16, Uint8 or Bool).</param>
 /// <param name="Shape">The dimensions, outermost first; empty for a scalar.</param>
 /// <param name="Data">The elements in row-major order, little-endian; bools are one byte each, 0 or 1.</param>
-public sealed record NpyArray(DataType ElementType, long[] Shape, byte[] Data)
+public sealed record DataArray(DataType ElementType, long[] Shape, byte[] Data)
 {
     /// <summary>The ONNX element type.</summary>
     public DataType ElementType { get; } = CheckType(ElementType);
@@ -81,46 +82,46 @@ public sealed record NpyArray(DataType ElementType, long[] Shape, byte[] Data)
     // ---- factories ----
 
     /// <summary>A float32 array; with no <paramref name="shape"/> it is one-dimensional with <c>data.Length</c> elements.</summary>
-    public static NpyArray FromFloat(float[] data, params long[] shape) => Create(DataType.Float, data, shape);
+    public static DataArray FromFloat(float[] data, params long[] shape) => Create(DataType.Float, data, shape);
 
     /// <summary>A float64 array; with no <paramref name="shape"/> it is one-dimensional.</summary>
-    public static NpyArray FromDouble(double[] data, params long[] shape) => Create(DataType.Double, data, shape);
+    public static DataArray FromDouble(double[] data, params long[] shape) => Create(DataType.Double, data, shape);
 
     /// <summary>A float16 array; with no <paramref name="shape"/> it is one-dimensional.</summary>
-    public static NpyArray FromHalf(Half[] data, params long[] shape) => Create(DataType.Float16, data, shape);
+    public static DataArray FromHalf(Half[] data, params long[] shape) => Create(DataType.Float16, data, shape);
 
     /// <summary>An int64 array; with no <paramref name="shape"/> it is one-dimensional.</summary>
-    public static NpyArray FromInt64(long[] data, params long[] shape) => Create(DataType.Int64, data, shape);
+    public static DataArray FromInt64(long[] data, params long[] shape) => Create(DataType.Int64, data, shape);
 
     /// <summary>An int32 array; with no <paramref name="shape"/> it is one-dimensional.</summary>
-    public static NpyArray FromInt32(int[] data, params long[] shape) => Create(DataType.Int32, data, shape);
+    public static DataArray FromInt32(int[] data, params long[] shape) => Create(DataType.Int32, data, shape);
 
     /// <summary>An int16 array; with no <paramref name="shape"/> it is one-dimensional.</summary>
-    public static NpyArray FromInt16(short[] data, params long[] shape) => Create(DataType.Int16, data, shape);
+    public static DataArray FromInt16(short[] data, params long[] shape) => Create(DataType.Int16, data, shape);
 
     /// <summary>An int8 array; with no <paramref name="shape"/> it is one-dimensional.</summary>
-    public static NpyArray FromInt8(sbyte[] data, params long[] shape) => Create(DataType.Int8, data, shape);
+    public static DataArray FromInt8(sbyte[] data, params long[] shape) => Create(DataType.Int8, data, shape);
 
     /// <summary>A uint8 array; with no <paramref name="shape"/> it is one-dimensional.</summary>
-    public static NpyArray FromUInt8(byte[] data, params long[] shape) => Create(DataType.Uint8, data, shape);
+    public static DataArray FromUInt8(byte[] data, params long[] shape) => Create(DataType.Uint8, data, shape);
 
     /// <summary>A bool array (one byte per element, 0 or 1); with no <paramref name="shape"/> it is one-dimensional.</summary>
-    public static NpyArray FromBool(bool[] data, params long[] shape)
+    public static DataArray FromBool(bool[] data, params long[] shape)
     {
         ArgumentNullException.ThrowIfNull(data);
         var bytes = new byte[data.Length];
         for (int i = 0; i < data.Length; i++) bytes[i] = data[i] ? (byte)1 : (byte)0;
-        return new NpyArray(DataType.Bool, ShapeOrVector(shape, data.Length), bytes);
+        return new DataArray(DataType.Bool, ShapeOrVector(shape, data.Length), bytes);
     }
 
     private static long[] ShapeOrVector(long[] shape, int length) => shape is { Length: > 0 } ? (long[])shape.Clone() : [length];
 
-    private static NpyArray Create<T>(DataType type, T[] data, long[] shape) where T : unmanaged
+    private static DataArray Create<T>(DataType type, T[] data, long[] shape) where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(data);
         var bytes = MemoryMarshal.AsBytes(data.AsSpan()).ToArray();
         if (!BitConverter.IsLittleEndian) SwapBytes(bytes, NpyDTypes.Size(type));
-        return new NpyArray(type, ShapeOrVector(shape, data.Length), bytes);
+        return new DataArray(type, ShapeOrVector(shape, data.Length), bytes);
     }
 
     // ---- readers ----
@@ -158,7 +159,7 @@ public sealed record NpyArray(DataType ElementType, long[] Shape, byte[] Data)
         return r;
     }
 
-    private T[] ToArray<T>(DataType type) where T : unmanaged
+    internal T[] ToArray<T>(DataType type) where T : unmanaged
     {
         Expect(type);
         if (BitConverter.IsLittleEndian) return MemoryMarshal.Cast<byte, T>(Data).ToArray();
@@ -196,7 +197,7 @@ public sealed record NpyArray(DataType ElementType, long[] Shape, byte[] Data)
     // ---- equality and display ----
 
     /// <summary>True when element type, shape and bytes are all equal.</summary>
-    public bool Equals(NpyArray? other) =>
+    public bool Equals(DataArray? other) =>
         other is not null
         && ElementType == other.ElementType
         && Shape.AsSpan().SequenceEqual(other.Shape)

@@ -1,0 +1,261 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using OnnxAdadelta.Onnx.Proto;
+using OnnxAdadelta.Graphs;
+using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Runtime;
+
+namespace OnnxAdadelta.Training;
+
+/// <summary>How the trainer runs the optimizer update.</summary>
+public enum UpdateMode
+{
+    /// <summary>
+    /// The fused op <c>ai.onnxadadelta.AdadeltaUpdate</c>: one multi-tensor node updates every parameter in one pass over
+    /// memory, with parameters and state bound in place. The default where the op is available (CPU; not with clipnorm
+    /// or global_clipnorm).
+    /// </summary>
+    Fused,
+
+    /// <summary>The step model's standard ONNX ops, as on disk (state bound ping-pong).</summary>
+    Graph,
+}
+
+/// <summary>
+/// The fused Adadelta update: <see cref="Swap"/> replaces a step model's update nodes with one
+/// <c>ai.onnxadadelta.AdadeltaUpdate</c> node for the session (the file on disk keeps its standard ops), and
+/// <see cref="Register"/> gives ONNX Runtime its kernel, which runs the <see cref="UpdateProgram"/> recorded from the same
+/// update pieces as the graph and the reference.
+/// </summary>
+/// <remarks>
+/// Node inputs: the iteration counter; then per parameter its float32 value (the master copy with master weights), its
+/// gradient, its slots in chain order, and with master weights the stored parameter; then every other graph output
+/// (loss, outputs, running statistics) as ordering inputs the kernel does not read. Because the node waits for every
+/// value the step computes, no node reads a parameter or slot after the node has written it, so both can be bound in
+/// place. Node outputs: per parameter its next value, its slots' next values, and the next master copy.
+/// </remarks>
+public static class FusedUpdate
+{
+    /// <summary>The custom-op domain.</summary>
+    public const string Domain = "ai.onnxadadelta";
+
+    /// <summary>The op type.</summary>
+    public const string OpType = "AdadeltaUpdate";
+
+    /// <summary>The node attribute holding the <see cref="Config"/> as JSON.</summary>
+    public const string ConfigAttribute = "config";
+
+
+    /// <summary>What one fused node updates.</summary>
+    /// <param name="Optimizer">The optimizer's arguments.</param>
+    /// <param name="Parameters">The parameters, in input order.</param>
+    public sealed record Config(AdadeltaOptions Optimizer, IReadOnlyList<ConfigParameter> Parameters);
+
+    /// <summary>One parameter of a fused node.</summary>
+    /// <param name="Name">The parameter (group patterns and exclusions match it).</param>
+    /// <param name="Master">Whether its chain reads a float32 master copy (then the stored parameter follows its slots).</param>
+    public sealed record ConfigParameter(string Name, bool Master);
+
+    /// <summary>Why the fused op cannot run <paramref name="info"/>'s update on <paramref name="device"/>, or null when it can.</summary>
+    public static string? Unsupported(StepModelInfo info, Device device)
+    {
+        if (device != Device.Cpu) return $"the fused op has no {device} kernel that has been verified on a GPU";
+        var options = info.Optimizer;
+        try
+        {
+            foreach (var p in info.Parameters) UpdateProgram.Record(options, p);
+            return null;
+        }
+        catch (NotSupportedException e) { return e.Message; }
+    }
+
+    /// <summary>
+    /// The step model with its update nodes replaced by one fused node (a new model; <paramref name="stepModel"/> is unchanged).
+    /// </summary>
+    /// <exception cref="NotSupportedException">The options need a reduction (see <see cref="Unsupported"/>).</exception>
+    public static ModelProto Swap(ModelProto stepModel)
+    {
+        var info = StepModelInfo.Read(stepModel, "the step model");
+        var options = info.Optimizer;
+        var chainSlots = UpdateChain.Slots(options.Chain());
+        foreach (var p in info.Parameters) UpdateProgram.Record(options, p);
+
+        var model = stepModel.Clone();
+        var graph = model.Graph;
+        var inputs = new List<string> { info.Iterations.Input };
+        var outputs = new List<string>();
+        var sources = new List<long>();
+        var parameters = new List<ConfigParameter>();
+        foreach (var p in info.State.Where(s => s.Kind == StateKind.Parameter))
+        {
+            var slots = info.State.Where(s => s.Kind == StateKind.Slot && s.Parameter == p.Input).ToDictionary(s => s.Slot!, StringComparer.Ordinal);
+            var master = slots.GetValueOrDefault(MixedPrecision.MasterSlot);
+            int chainParameter = inputs.Count;
+            inputs.Add(master?.Input ?? p.Input);
+            inputs.Add(info.Gradients[p.Input]);
+            var slotInputs = chainSlots.Select(s =>
+            {
+                if (!slots.TryGetValue(s, out var binding))
+                    throw new OnnxAdadeltaException($"The step model has no state slot '{s}' of parameter '{p.Input}' that its optimizer record needs.");
+                inputs.Add(binding.Input);
+                return inputs.Count - 1;
+            }).ToList();
+            int stored = chainParameter;
+            if (master is not null) { stored = inputs.Count; inputs.Add(p.Input); }
+            outputs.Add(p.Output);
+            sources.Add(stored);
+            for (int s = 0; s < chainSlots.Count; s++) { outputs.Add(slots[chainSlots[s]].Output); sources.Add(slotInputs[s]); }
+            if (master is not null) { outputs.Add(master.Output); sources.Add(chainParameter); }
+            parameters.Add(new ConfigParameter(p.Input, master is not null));
+        }
+        // Every other graph output must be computed before the node runs (see the remarks): ordering inputs.
+        var written = outputs.ToHashSet(StringComparer.Ordinal);
+        inputs.AddRange(graph.Output.Select(o => o.Name).Where(o => !written.Contains(o) && o != info.Iterations.Output));
+
+        foreach (var node in graph.Node.Where(n => n.Output.Any(written.Contains)).ToList()) graph.Node.Remove(node);
+        var fused = new NodeProto { OpType = OpType, Domain = Domain, Name = $"{info.Optimizer.Name}/{OpType}" };
+        fused.Input.AddRange(inputs);
+        fused.Output.AddRange(outputs);
+        fused.Attribute.Add(GraphBuilder.Attr(ConfigAttribute, JsonSerializer.Serialize(new Config(info.Optimizer, parameters), FusedUpdateJson.Default.Config)));
+        fused.Attribute.Add(GraphBuilder.Attr(CustomOpDefinition.OutputSourcesAttribute, sources.ToArray()));
+        graph.Node.Add(fused);
+        if (!model.OpsetImport.Any(o => o.Domain == Domain)) model.OpsetImport.Add(new OperatorSetIdProto { Domain = Domain, Version = 1 });
+        GraphPasses.RemoveDeadCode(graph);
+        GraphPasses.TopologicalSort(graph);
+        return model;
+    }
+
+    /// <summary>Adds the fused op's domain (with its CPU kernel) to <paramref name="options"/>.</summary>
+    public static void Register(SessionOptions options) =>
+        CustomOps.Register(options, Domain, [new CustomOpDefinition(OpType, null, info => new CpuKernel(info.GetString(ConfigAttribute)))]);
+
+    // The CPU kernel: parameters are cut into chunks, the chunks spread over ORT's intra-op threads, and each chunk runs
+    // the parameter's program block by block (float16/bfloat16 values widened into and narrowed out of float32 blocks).
+    private sealed unsafe class CpuKernel : CustomOpKernel
+    {
+        private const int ChunkSize = 64 * UpdateProgram.BlockSize;
+
+        private readonly ConfigParameter[] _parameters;
+        private readonly UpdateProgram[] _programs;
+        private readonly float[][] _scalars;
+        private readonly int _slots;
+
+        [ThreadStatic] private static float[]? _scratch;
+
+        public CpuKernel(string config)
+        {
+            var c = JsonSerializer.Deserialize(config, FusedUpdateJson.Default.Config) ?? throw new OnnxAdadeltaException($"{OpType}: attribute '{ConfigAttribute}' is empty.");
+            var options = c.Optimizer.Validate();
+            _parameters = [.. c.Parameters];
+            _programs = _parameters.Select(p => UpdateProgram.Record(options, p.Name)).ToArray();
+            _scalars = _programs.Select(p => new float[p.ScalarRegisters]).ToArray();
+            _slots = UpdateChain.Slots(options.Chain()).Count;
+        }
+
+        private readonly record struct Tensors(KernelTensor[] In, KernelTensor[] Out, KernelTensor? Stored, KernelTensor? StoredOut, long Length);
+
+        public override void Compute(KernelContext context)
+        {
+            var counter = context.Input(0);
+            if (counter.ElementType != TensorElementType.Int64) throw new OnnxAdadeltaException($"{OpType}: input 0 (the iteration counter) is {counter.ElementType}; int64 expected.");
+            long iterations = *(long*)counter.Data;
+            int input = 1, output = 0;
+            var work = new List<(int Parameter, long Start, int Length)>();
+            var tensors = new Tensors[_parameters.Length];
+            for (int i = 0; i < _parameters.Length; i++)
+            {
+                var program = _programs[i];
+                var ins = new KernelTensor[program.Inputs];
+                for (int k = 0; k < ins.Length; k++) ins[k] = context.Input(input++);
+                KernelTensor? stored = _parameters[i].Master ? context.Input(input++) : null;
+                var shape = (stored ?? ins[0]).Shape;
+                long n = ins[0].ElementCount;
+                for (int k = 0; k < ins.Length; k++)
+                    if (ins[k].ElementCount != n) throw new OnnxAdadeltaException($"{OpType}: input {input - ins.Length + k} of parameter '{_parameters[i].Name}' has {ins[k].ElementCount} elements, the parameter {n}.");
+                var outs = new KernelTensor[1 + _slots];
+                outs[0] = context.Output(output++, shape);
+                for (int s = 0; s < _slots; s++) outs[1 + s] = context.Output(output++, ins[2 + s].Shape);
+                KernelTensor? storedOut = null;
+                if (_parameters[i].Master) { storedOut = outs[0]; outs[0] = context.Output(output++, ins[0].Shape); }
+                tensors[i] = new Tensors(ins, outs, stored, storedOut, n);
+                program.EvaluateScalars(iterations, _scalars[i]);
+                for (long start = 0; start < n; start += ChunkSize) work.Add((i, start, (int)Math.Min(ChunkSize, n - start)));
+            }
+            context.ParallelFor(work.Count, w => RunChunk(tensors[work[w].Parameter], work[w].Parameter, work[w].Start, work[w].Length));
+        }
+
+        private void RunChunk(Tensors t, int parameter, long start, int length)
+        {
+            var program = _programs[parameter];
+            int outs = t.Out.Length;
+            int need = program.ScratchFloats + (program.Inputs + outs) * UpdateProgram.BlockSize;
+            if (_scratch is null || _scratch.Length < need) _scratch = GC.AllocateUninitializedArray<float>(need, pinned: true);
+            fixed (float* scratch = _scratch)
+            {
+                float* convertedIn = scratch + program.ScratchFloats;
+                float* convertedOut = convertedIn + program.Inputs * UpdateProgram.BlockSize;
+                var inPtr = stackalloc float*[program.Inputs];
+                var outPtr = stackalloc float*[outs];
+                for (long at = start; at < start + length; at += UpdateProgram.BlockSize)
+                {
+                    int count = (int)Math.Min(UpdateProgram.BlockSize, start + length - at);
+                    for (int k = 0; k < program.Inputs; k++)
+                        inPtr[k] = Widen(t.In[k], at, count, convertedIn + k * UpdateProgram.BlockSize);
+                    for (int o = 0; o < outs; o++)
+                        outPtr[o] = t.Out[o].ElementType == TensorElementType.Float ? (float*)t.Out[o].Data + at : convertedOut + o * UpdateProgram.BlockSize;
+                    program.RunBlock(_scalars[parameter], inPtr, outPtr, count, scratch);
+                    for (int o = 0; o < outs; o++)
+                        if (t.Out[o].ElementType != TensorElementType.Float) Narrow(outPtr[o], t.Out[o], at, count);
+                    if (t.StoredOut is { } storedOut) Narrow(outPtr[0], storedOut, at, count);
+                }
+            }
+        }
+
+        private static float* Widen(KernelTensor t, long at, int count, float* converted)
+        {
+            switch (t.ElementType)
+            {
+                case TensorElementType.Float:
+                    return (float*)t.Data + at;
+                case TensorElementType.Float16:
+                    var h = (ushort*)t.Data + at;
+                    for (int k = 0; k < count; k++) converted[k] = (float)BitConverter.UInt16BitsToHalf(h[k]);
+                    return converted;
+                case TensorElementType.BFloat16:
+                    var b = (ushort*)t.Data + at;
+                    for (int k = 0; k < count; k++) converted[k] = MixedPrecision.FromBFloat16Bits(b[k]);
+                    return converted;
+                default:
+                    throw new OnnxAdadeltaException($"{OpType}: a {t.ElementType} tensor; float32, float16 or bfloat16 expected.");
+            }
+        }
+
+        private static void Narrow(float* values, KernelTensor t, long at, int count)
+        {
+            switch (t.ElementType)
+            {
+                case TensorElementType.Float:
+                    new ReadOnlySpan<float>(values, count).CopyTo(new Span<float>((float*)t.Data + at, count));
+                    break;
+                case TensorElementType.Float16:
+                    var h = (ushort*)t.Data + at;
+                    for (int k = 0; k < count; k++) h[k] = BitConverter.HalfToUInt16Bits((Half)values[k]);
+                    break;
+                case TensorElementType.BFloat16:
+                    var b = (ushort*)t.Data + at;
+                    for (int k = 0; k < count; k++) b[k] = MixedPrecision.ToBFloat16Bits(values[k]);
+                    break;
+                default:
+                    throw new OnnxAdadeltaException($"{OpType}: a {t.ElementType} output; float32, float16 or bfloat16 expected.");
+            }
+        }
+    }
+}
+
+/// <summary>The fused node's configuration attribute, serialized without reflection (AOT- and trim-safe).</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, UseStringEnumConverter = true)]
+[JsonSerializable(typeof(FusedUpdate.Config))]
+internal sealed partial class FusedUpdateJson : JsonSerializerContext;

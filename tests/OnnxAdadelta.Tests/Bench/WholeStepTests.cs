@@ -1,0 +1,51 @@
+using System.Text.Json;
+using Microsoft.ML.OnnxRuntime;
+using OnnxAdadelta.Bench;
+
+namespace OnnxAdadelta.Tests.Bench;
+
+/// <summary>
+/// The whole-step benchmark measures a case end to end (a short run of the README's MLP) and draws its plot. No timings
+/// are asserted: only that the measurement is complete and consistent.
+/// </summary>
+public class WholeStepTests
+{
+    [Fact]
+    public void ACaseReportsStepsPerSecondTheUpdatesShareAndPeakMemory()
+    {
+        var output = new StringWriter();
+        var settings = new WholeStep.Settings("graph", Threads: 1, Ort: [], Blocks: 1, BlockSeconds: 0.05);
+        Assert.Equal(0, WholeStep.RunCase("digits-mlp", settings, output));
+        var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var result = JsonSerializer.Deserialize<StepResult>(Assert.Single(lines, l => l.StartsWith("RESULT ", StringComparison.Ordinal))["RESULT ".Length..])!;
+        Assert.Equal("digits-mlp", result.Case);
+        Assert.Equal(64 * 128 + 128 + 128 * 10 + 10, result.Parameters);
+        Assert.InRange(result.UpdateShare, 0.01, 0.99);
+        Assert.InRange(result.ProfiledSteps, 5, 200);
+        Assert.True(result.StepsPerSecond > 0 && result.MinStepsPerSecond <= result.StepsPerSecond && result.StepsPerSecond <= result.MaxStepsPerSecond);
+        Assert.True(result.PeakRssMiB >= result.RssBeforeTrainerMiB && result.RssBeforeTrainerMiB > 0);
+        Assert.Contains("Gemm", result.TopOps);
+        Assert.Contains(lines, l => l.StartsWith("digits-mlp: kernel time by op type", StringComparison.Ordinal));
+
+        using var dir = new TestData.TempDir();
+        var svg = dir.File("steps.svg");
+        WholeStepPlot.Save([result, result with { Case = "other", UpdateShare = 0.25 }], svg);
+        Assert.Contains("<svg", File.ReadAllText(svg));
+        Assert.Contains("| digits MLP 64-128-10, batch 64 | 9,610 |", WholeStepReport.Markdown([result], settings));
+    }
+
+    [Fact]
+    public void UnknownSettingsAndUpdateModesAreRefused()
+    {
+        using var options = new SessionOptions();
+        var e = Assert.Throws<ArgumentException>(() => WholeStep.Configure(options, ["threads=2"]));
+        Assert.Contains("unknown setting 'threads'", e.Message);
+        WholeStep.Configure(options, ["opt=basic", "mempattern=off", "arena=off", "spinning=off"]);
+        Assert.Equal(GraphOptimizationLevel.ORT_ENABLE_BASIC, options.GraphOptimizationLevel);
+        Assert.False(options.EnableMemoryPattern);
+        Assert.False(options.EnableCpuMemArena);
+        e = Assert.Throws<ArgumentException>(() => WholeStep.RunCase("digits-mlp", new WholeStep.Settings("fused", null, []), TextWriter.Null));
+        Assert.Contains("--update fused", e.Message);
+        Assert.Throws<ArgumentException>(() => StepCase.Named("resnet"));
+    }
+}

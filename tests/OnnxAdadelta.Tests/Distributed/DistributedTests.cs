@@ -1,0 +1,193 @@
+using OnnxAdadelta.Onnx.Proto;
+using OnnxAdadelta.Distributed;
+using OnnxAdadelta.Gradients;
+using OnnxAdadelta.Graphs;
+using OnnxAdadelta.Onnx;
+using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Training;
+
+namespace OnnxAdadelta.Tests.Distributed;
+
+/// <summary>The distributed step in one process: the split, the shards, the row weighting (no MPI needed).</summary>
+public class DistributedTests
+{
+    private static readonly Lazy<ModelProto> CnnStep = new(() => DigitsStep("digits-cnn.onnx"));
+
+    internal static ModelProto DigitsStep(string model, RewriteOptions? rewrite = null) =>
+        AdadeltaRewrite.Apply(
+            GradientGraphBuilder.Build(ModelIO.Load(Path.Combine(RepoPaths.Models, model)), new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" }),
+            new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }, rewrite);
+
+    internal static Dataset Digits(ModelProto step) => Dataset.Open(Path.Combine(RepoPaths.Models, "data", "digits-train.npz"), TrainingRun.InputSpecs(step));
+
+    [Theory]
+    [InlineData(30, 4, new[] { 0, 7, 15, 22, 30 })]
+    [InlineData(64, 2, new[] { 0, 32, 64 })]
+    [InlineData(3, 4, new[] { 0, 0, 1, 2, 3 })]
+    public void ShardsCoverTheBatchInRankOrder(int rows, int ranks, int[] bounds)
+    {
+        for (int r = 0; r < ranks; r++)
+            Assert.Equal((bounds[r], bounds[r + 1]), DistributedTrainer.ShardOf(rows, r, ranks));
+    }
+
+    [Fact]
+    public void TheSplitCutsAtTheGradients()
+    {
+        var split = StepSplit.Apply(CnnStep.Value);
+        var info = split.Info;
+        Assert.Equal([info.Loss, .. split.Gradients.Select(g => g.Name)], split.GradientModel.Graph.Output.Select(o => o.Name));
+        Assert.Equal(info.Parameters, split.Gradients.Select(g => g.Parameter));
+        var updateInputs = split.UpdateModel.Graph.Input.Select(i => i.Name).ToHashSet();
+        Assert.DoesNotContain(updateInputs, info.DataInputs.Contains);
+        Assert.All(split.Gradients, g => Assert.Contains(g.Name, updateInputs));
+        Assert.Equal(info.State.Select(s => s.Output), split.UpdateModel.Graph.Output.Select(o => o.Name));
+        Assert.DoesNotContain(split.GradientModel.Graph.Input, i => i.Name.Contains("accum_", StringComparison.Ordinal));
+        Assert.Null(StepModelInfo.TryRead(split.GradientModel));
+    }
+
+    [Fact]
+    public void OneRankIsBitIdenticalToTheTrainer()
+    {
+        var step = CnnStep.Value;
+        var data = Digits(step);
+        var run = new TrainingRunOptions { Steps = 6, BatchSize = 64, Shuffle = true, Seed = 3 };
+        using var plain = new Trainer(step, new TrainerOptions { Threads = 1 });
+        TrainingRun.Run(plain, data, run);
+        using var collective = new LocalCollective();
+        using var one = new DistributedTrainer(step, collective, new DistributedOptions { Threads = 1, CheckReplicas = true });
+        var losses = new List<float>();
+        DistributedRun.Run(one, data, run, s => losses.Add(s.Loss));
+        Assert.Equal(6, losses.Count);
+        var expected = plain.ReadState();
+        var actual = one.ReadState();
+        foreach (var (name, value) in expected) Assert.True(value.RawData.Equals(actual[name].RawData), $"state '{name}' differs");
+        Assert.Equal(6L, one.Iteration);
+    }
+
+    [Fact]
+    public void UnevenShardsWeighEachRowOnce()
+    {
+        // The digits set's last batch of an epoch: 1,438 rows in batches of 64 leave 30, split 7, 8, 7, 8 over 4 ranks.
+        var step = DigitsStep("digits-cnn.onnx", new RewriteOptions { KeepGradients = true });
+        var data = Digits(step);
+        var plan = data.Plan(64);
+        long last = plan.BatchesPerEpoch - 1;
+        var rows = plan.RowsForStep(last);
+        Assert.Equal(30, rows.Length);
+        Dictionary<string, (byte[] Data, long[] Shape)> Rows(ReadOnlySpan<long> r)
+        {
+            var array = r.ToArray();
+            return step.Graph.Input.Where(i => TrainingRun.InputSpecs(step).Any(s => s.Name == i.Name)).ToDictionary(i => i.Name, i => data.Gather(i.Name, array));
+        }
+
+        var split = StepSplit.Apply(step);
+        using var plain = new Trainer(step, new TrainerOptions { Threads = 1, ExtraOutputs = split.Gradients.Select(g => g.Name).ToList() });
+        float wholeLoss = plain.Step(Rows(rows));
+        using var four = DistributedTrainer.Simulated(step, 4, new DistributedOptions { Threads = 1 });
+        float loss = four.Step(Rows(rows));
+        Assert.True(Math.Abs(loss - wholeLoss) <= 1e-6 * Math.Abs(wholeLoss), $"loss {loss} vs one process {wholeLoss}");
+
+        // The mean of the four ranks' own means: what an unweighted average would give.
+        var shardMeans = new List<float[]>();
+        for (int r = 0; r < 4; r++)
+        {
+            var (start, end) = DistributedTrainer.ShardOf(30, r, 4);
+            using var alone = new Trainer(step, new TrainerOptions { Threads = 1, ExtraOutputs = split.Gradients.Select(g => g.Name).ToList() });
+            alone.Step(Rows(rows.AsSpan(start, end - start)));
+            shardMeans.Add(split.Gradients.SelectMany(g => alone.ReadOutput(g.Name)).ToArray());
+        }
+        var whole = split.Gradients.SelectMany(g => plain.ReadOutput(g.Name)).ToArray();
+        var reduced = four.ReadGradients().ToArray();
+        var meanOfMeans = Enumerable.Range(0, whole.Length).Select(i => shardMeans.Average(m => m[i])).ToArray();
+        double weighted = RelativeDifference(reduced, whole), unweighted = RelativeDifference(meanOfMeans, whole);
+        Assert.True(weighted < 1e-5, $"row-weighted gradient {weighted:E2} from the one-process gradient");
+        Assert.True(unweighted > 100 * weighted, $"the mean of means is as close ({unweighted:E2}) as the row-weighted mean ({weighted:E2}): the test cannot tell them apart");
+    }
+
+    [Fact]
+    public void SimulatedRanksSplitTheBatchButKeepTheGlobalBatch()
+    {
+        var step = CnnStep.Value;
+        var data = Digits(step);
+        var run = new TrainingRunOptions { Steps = 5, BatchSize = 64, Shuffle = true };
+        using var plain = new Trainer(step, new TrainerOptions { Threads = 1 });
+        TrainingRun.Run(plain, data, run);
+        using var two = DistributedTrainer.Simulated(step, 2, new DistributedOptions { Threads = 1 });
+        DistributedRun.Run(two, data, run);
+        double difference = ParameterDifference(two.ReadState(), plain.ReadState(), two.Info);
+        Assert.True(difference < 1e-4, $"2 simulated ranks are {difference:E2} from one process after 5 steps");
+    }
+
+    [Fact]
+    public void BadOptionsAndModelsAreRefusedNamingTheCulprit()
+    {
+        using var collective = new LocalCollective();
+        var e = Assert.Throws<ArgumentException>(() => new DistributedTrainer(CnnStep.Value, collective, new DistributedOptions { BucketMb = 0 }));
+        Assert.Contains("bucket size: 0 MiB", e.Message);
+        var fixedBatch = CnnStep.Value.Clone();
+        foreach (var input in fixedBatch.Graph.Input.Where(i => i.Name is "images" or "labels"))
+            input.Type.TensorType.Shape.Dim[0] = new TensorShapeProto.Types.Dimension { DimValue = 64 };
+        var f = Assert.Throws<OnnxAdadeltaException>(() => new DistributedTrainer(fixedBatch, collective));
+        Assert.Contains("Data input 'images' has a fixed batch dimension of 64", f.Message);
+    }
+
+    // One rank whose peers, it is told, hold other state.
+    private sealed class DivergedPeers : ICollective
+    {
+        public int Rank => 0;
+        public int Size => 1;
+        public void AllReduceSum(Span<float> values) { }
+        public void Broadcast(Span<byte> bytes, int root) { }
+        public (long Min, long Max) MinMax(long value) => (value, value + 1);
+        public void Barrier() { }
+        [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+        public void Abort(int exitCode) => throw new NotSupportedException();
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public void TheReplicaCheckStopsWhenARankHoldsOtherState()
+    {
+        var step = CnnStep.Value;
+        using var trainer = new DistributedTrainer(step, new DivergedPeers(), new DistributedOptions { Threads = 1, CheckReplicas = true });
+        var data = Digits(step);
+        var e = Assert.Throws<OnnxAdadeltaException>(() => DistributedRun.Run(trainer, data, new TrainingRunOptions { Steps = 1, BatchSize = 8 }));
+        Assert.Contains("differ across ranks after iteration 1", e.Message);
+    }
+
+    [Theory]
+    [InlineData("--check-replicas")]
+    [InlineData("--bucket-mb", "4")]
+    public void DistributedFlagsOutsideADistributedRunAreRefused(params string[] flag)
+    {
+        using var tmp = new TestData.TempDir();
+        var r = Cli.CliRunner.Run(["train", Path.Combine(RepoPaths.Models, "digits-cnn.onnx"), "--loss", "cross-entropy", "--output", "logits",
+            "--data", Path.Combine(RepoPaths.Models, "data", "digits-train.npz"), "--steps", "1", "-o", tmp.File("x.onnx"), .. flag]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Equal($"onnx-adadelta: error: {flag[0]} applies only to distributed training (--distributed, or launched by mpirun).", r.Err.Trim());
+        Assert.False(File.Exists(tmp.File("x.onnx")));
+    }
+
+    [Fact]
+    public void TheLaunchIsReadFromTheLaunchersEnvironment()
+    {
+        Assert.Null(MpiLaunch.Detect(_ => null));
+        var env = new Dictionary<string, string> { ["OMPI_COMM_WORLD_SIZE"] = "4", ["OMPI_COMM_WORLD_RANK"] = "3" };
+        Assert.Equal(new MpiLaunch(3, 4, "OMPI_COMM_WORLD_SIZE"), MpiLaunch.Detect(env.GetValueOrDefault));
+        var hydra = new Dictionary<string, string> { ["PMI_SIZE"] = "2", ["PMI_RANK"] = "1" };
+        Assert.Equal(new MpiLaunch(1, 2, "PMI_SIZE"), MpiLaunch.Detect(hydra.GetValueOrDefault));
+        var bad = new Dictionary<string, string> { ["OMPI_COMM_WORLD_SIZE"] = "2", ["OMPI_COMM_WORLD_RANK"] = "5" };
+        Assert.Contains("OMPI_COMM_WORLD_RANK='5'", Assert.Throws<OnnxAdadeltaException>(() => MpiLaunch.Detect(bad.GetValueOrDefault)).Message);
+    }
+
+    internal static double RelativeDifference(IReadOnlyList<float> a, IReadOnlyList<float> b)
+    {
+        double diff = 0, norm = 0;
+        for (int i = 0; i < a.Count; i++) { diff += Math.Pow(a[i] - (double)b[i], 2); norm += (double)b[i] * b[i]; }
+        return Math.Sqrt(diff / norm);
+    }
+
+    /// <summary>‖θa − θb‖ / ‖θb‖ over every trainable parameter.</summary>
+    internal static double ParameterDifference(IReadOnlyDictionary<string, TensorProto> a, IReadOnlyDictionary<string, TensorProto> b, StepModelInfo info) =>
+        RelativeDifference(info.Parameters.SelectMany(p => a[p].ToFloatArray()).ToArray(), info.Parameters.SelectMany(p => b[p].ToFloatArray()).ToArray());
+}

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
 using OnnxAdadelta.Onnx;
 using Spectre.Console;
 
@@ -7,6 +9,9 @@ namespace OnnxAdadelta.Cli;
 /// <summary>The <c>onnx-adadelta</c> command line: parses, calls the library, prints.</summary>
 public static class CliApp
 {
+    /// <summary>The program's name, as messages and help print it.</summary>
+    public const string Name = "onnx-adadelta";
+
     /// <summary><c>--allow-external-links</c>, on every command: external data may be read through links out of the model's folder.</summary>
     public static readonly Option<bool> AllowExternalLinks = new("--allow-external-links")
     {
@@ -47,7 +52,24 @@ public static class CliApp
         AtomicFile.StaleTemporaryRemoved += warn;
         try
         {
-            return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+            HelpNames.Apply(root);
+            var helpOption = root.Options.OfType<HelpOption>().Single();
+            helpOption.Action = new HelpWithExitCodes((HelpAction)helpOption.Action!);
+            var parsed = root.Parse(args);
+            if (parsed.Action is ParseErrorAction)
+            {
+                error.WriteLine($"{Name}: error: {UsageErrors.Describe(parsed)}");
+                error.WriteLine(UsageErrors.SeeHelp(parsed));
+                return ExitCodes.Usage;
+            }
+            if (parsed.Action is HelpWithExitCodes)
+            {
+                var help = new StringWriter();
+                int code = parsed.Invoke(new InvocationConfiguration { Output = help, Error = error });
+                output.Write(HelpWithExitCodes.Tidy(help.ToString()));
+                return code;
+            }
+            return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
         }
         finally { AtomicFile.StaleTemporaryRemoved -= warn; }
     }
@@ -59,7 +81,10 @@ public static class CliApp
 /// <param name="Error">Standard error.</param>
 public sealed record CliIO(IAnsiConsole Console, TextWriter Out, TextWriter Error)
 {
-    /// <summary>Runs a command body: bad input (a model, data or argument) prints one line on stderr and exits 1.</summary>
+    /// <summary>
+    /// Runs a command body: bad input (a model, data or argument) prints one line on stderr and exits
+    /// <see cref="ExitCodes.BadInput"/>; a cancelled run (Ctrl+C) exits <see cref="ExitCodes.Interrupted"/>.
+    /// </summary>
     /// <param name="body">The command.</param>
     /// <param name="prefix">Put before the message (a distributed job names the rank).</param>
     public int Guard(Func<int> body, string prefix = "")
@@ -68,8 +93,13 @@ public sealed record CliIO(IAnsiConsole Console, TextWriter Out, TextWriter Erro
         catch (Exception e) when (e is OnnxAdadeltaException or ArgumentException or IOException or UnauthorizedAccessException)
         {
             var message = e is ArgumentException { ParamName: { } param } ? e.Message.Replace($" (Parameter '{param}')", "") : e.Message;
-            Error.WriteLine($"onnx-adadelta: error: {prefix}{message.ReplaceLineEndings(" ")}");
-            return 1;
+            Error.WriteLine($"{CliApp.Name}: error: {prefix}{message.ReplaceLineEndings(" ")}");
+            return ExitCodes.BadInput;
+        }
+        catch (OperationCanceledException)
+        {
+            Error.WriteLine($"{CliApp.Name}: interrupted");
+            return ExitCodes.Interrupted;
         }
         catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e)
         {
@@ -82,4 +112,34 @@ public sealed record CliIO(IAnsiConsole Console, TextWriter Out, TextWriter Erro
 
     /// <summary>The same, printing nothing on standard output (the other ranks of a distributed job); errors still show.</summary>
     public CliIO Quiet() => new(AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(TextWriter.Null), Interactive = InteractionSupport.No, Ansi = AnsiSupport.No }), TextWriter.Null, Error);
+}
+
+/// <summary>The standard help, followed by the exit codes.</summary>
+internal sealed class HelpWithExitCodes(HelpAction inner) : SynchronousCommandLineAction
+{
+    /// <inheritdoc/>
+    public override int Invoke(ParseResult parseResult)
+    {
+        int code = inner.Invoke(parseResult);
+        parseResult.InvocationConfiguration.Output.WriteLine(ExitCodes.Help);
+        return code;
+    }
+
+    /// <summary>
+    /// States each default once: drops System.CommandLine's <c>[default: X]</c> where the description already says
+    /// "(default ...)", and writes enum and boolean defaults in lowercase, as they are typed.
+    /// </summary>
+    public static string Tidy(string help)
+    {
+        var lines = help.Split('\n');
+        for (int i = 0; i < lines.Length; i++)
+        {
+            var line = lines[i];
+            line = System.Text.RegularExpressions.Regex.Replace(line, @"\[default: ([A-Z][a-z]+)\]", m => $"[default: {m.Groups[1].Value.ToLowerInvariant()}]");
+            if (line.Contains("(default", StringComparison.Ordinal))
+                line = System.Text.RegularExpressions.Regex.Replace(line, @" \[default: [^\]]*\]", "");
+            lines[i] = line;
+        }
+        return string.Join('\n', lines);
+    }
 }

@@ -26,8 +26,9 @@ public static class VerifyCommand
         var device = new Option<Device>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => Device.Cpu };
         var update = new Option<UpdateMode>("--update") { Description = "graph (the model's standard ops, default) or fused (the ai.onnxadadelta.AdadeltaUpdate op the trainer swaps in).", DefaultValueFactory = _ => UpdateMode.Graph };
         var common = new DataFlags();
+        var json = JsonOutput.Option();
         var command = new Command("verify", "Run ONNX Runtime and the C# reference Adadelta on the same gradients, or compare both with a trajectory recorded by another framework (--against); report abs, rel and ULP error; exit 1 past the tolerance.")
-            { input, data, steps, against, maxUlp, rtol, device, update };
+            { input, data, steps, against, maxUlp, rtol, device, update, json };
         common.AddTo(command);
         command.SetAction(r => io.Guard(() =>
         {
@@ -42,11 +43,34 @@ public static class VerifyCommand
             var inputs = TrainingRun.InputSpecs(model).Select(s => s.Name).ToList();
             var errors = NumericsCheck.Run(model, run.Steps, i => TrainingRun.BatchAt(dataset, plan, inputs, i), r.GetValue(device), update: r.GetValue(update));
 
+            var worst = errors.Count == 0 ? 0 : errors.Max(e => e.MaxUlp);
+            if (r.GetValue(json))
+            {
+                JsonOutput.Write(io.Out, w =>
+                {
+                    w.WriteNumber("steps", run.Steps);
+                    w.WriteString("device", r.GetValue(device).ToString().ToLowerInvariant());
+                    w.WriteNumber("max_ulp", worst);
+                    w.WriteNumber("limit", limit);
+                    w.WriteBoolean("pass", worst <= limit);
+                    w.WriteStartArray("tensors");
+                    foreach (var e in errors)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("name", e.Name);
+                        w.Number("max_abs", e.MaxAbs);
+                        w.Number("max_rel", e.MaxRel);
+                        w.WriteNumber("max_ulp", e.MaxUlp);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                });
+                return worst <= limit ? ExitCodes.Ok : ExitCodes.BadInput;
+            }
             var table = new Table().AddColumns("tensor", "max abs", "max rel", "max ULP", "");
             foreach (var e in errors)
                 table.AddRow(Markup.Escape(e.Name), e.MaxAbs.ToString("G3"), e.MaxRel.ToString("G3"), e.MaxUlp.ToString(), e.MaxUlp <= limit ? "ok" : "[red]over[/]");
             io.Console.Write(table);
-            var worst = errors.Count == 0 ? 0 : errors.Max(e => e.MaxUlp);
             io.Out.WriteLine($"{run.Steps} steps on {r.GetValue(device).ToString().ToLowerInvariant()}: max ULP {worst} (limit {limit}) -> {(worst <= limit ? "pass" : "FAIL")}");
             return worst <= limit ? 0 : 1;
         }));

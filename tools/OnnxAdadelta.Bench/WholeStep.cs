@@ -77,7 +77,8 @@ public static class WholeStep
         var (inference, dataPath) = c.Build();
         var step = StepCase.StepModel(inference);
         var data = Dataset.Open(dataPath, TrainingRun.InputSpecs(step));
-        long parameters = step.Graph.Initializer.Where(t => StepModelParameters(step).Contains(t.Name)).Sum(t => t.Dims.Aggregate(1L, (a, d) => a * d));
+        var stateValues = OnnxAdadelta.Optimizers.StepModelState.Values(step, OnnxAdadelta.Optimizers.StepModelInfo.Read(step, "the step model"));
+        long parameters = StepModelParameters(step).Sum(p => stateValues[p].Dims.Aggregate(1L, (a, d) => a * d));
         GC.Collect();
         long before = Process.GetCurrentProcess().WorkingSet64;
 

@@ -51,8 +51,10 @@ public static class TrainCommand
             var path = r.GetValue(input)!;
             if (r.GetValue(steps) < 1) throw new ArgumentException($"--steps {r.GetValue(steps)}: expected at least 1.");
             if (r.GetValue(eval) is { } evalPath && !File.Exists(evalPath) && !Directory.Exists(evalPath)) throw new ArgumentException($"--eval {evalPath}: no such file or folder.");
-            using var outputLock = DestinationLock.Acquire(r.GetValue(output)!, "checkpoint (-o)");
-            using var logLock = r.GetValue(log) is { } logTarget ? DestinationLock.Acquire(logTarget, "step log (--log)") : null;
+            // Rank 0 alone writes the checkpoint and the log, so it alone holds their locks.
+            bool writer = collective is not { Rank: > 0 };
+            using var outputLock = writer ? DestinationLock.Acquire(r.GetValue(output)!, "checkpoint (-o)") : null;
+            using var logLock = writer && r.GetValue(log) is { } logTarget ? DestinationLock.Acquire(logTarget, "step log (--log)") : null;
             var model = ModelIO.Load(path, CliApp.LoadOptionsOf(r));
             bool isStep = StepModelInfo.TryRead(model, path) is not null;
             bool isArtifact = OrtArtifactImport.IsArtifact(model);

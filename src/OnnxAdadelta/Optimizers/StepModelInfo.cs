@@ -117,6 +117,7 @@ public sealed record StepModelInfo
         StepModelInfo? info;
         try { info = JsonSerializer.Deserialize(entry.Value, MetadataJson.Of<StepModelInfo>()); }
         catch (JsonException e) { throw new OnnxAdadeltaException($"{source}: metadata '{MetadataKey}' is not valid: {OneLine(e.Message)}", e); }
+        catch (ArgumentException e) { throw new OnnxAdadeltaException($"{source}: metadata '{MetadataKey}' is not valid: {OneLine(e.Message)}", e); }
         if (info is null) throw new OnnxAdadeltaException($"{source}: metadata '{MetadataKey}' is null; expected the step model's JSON record (loss, data_inputs, state, gradients, optimizer).");
         info.Validate(model, source);
         return info;

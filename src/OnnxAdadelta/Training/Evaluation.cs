@@ -35,7 +35,7 @@ public static class Evaluation
         var arrays = DataFiles.Read(npzPath, [.. inputs, new InputSpec(target, DataType.Undefined, null)], out var names);
         var data = Dataset.FromArrays(arrays, inputs, npzPath);
         if (!arrays.TryGetValue(target, out var labels))
-            throw new OnnxAdadeltaException($"{Path.GetFileName(npzPath)} has no target array '{target}'; it has: {string.Join(", ", names)}.");
+            throw new OnnxAdadeltaException($"{npzPath} has no target array '{target}'; it has: {string.Join(", ", names)}.");
         if (labels.Shape.Length == 0 || labels.RowCount != data.RowCount)
             throw new OnnxAdadeltaException($"Target '{target}' has shape {labels.ShapeText}; {data.RowCount} rows are expected.");
 

@@ -30,7 +30,7 @@ public static class NumericsCheck
     /// false (default): the reference follows its own trajectory, so rounding differences accumulate over the run.
     /// true: after each comparison the reference takes ONNX Runtime's state, so each step's error is measured alone.
     /// </param>
-    /// <param name="update">How the trainer runs the update (<see cref="TrainerOptions.Update"/>; null: fused where available).</param>
+    /// <param name="update">How the trainer runs the update (<see cref="TrainerOptions.Update"/>); null: the step model's own standard ops, the graph being what the check is about.</param>
     public static IReadOnlyList<TensorError> Run(ModelProto stepModel, int steps,
         Func<long, IReadOnlyDictionary<string, (byte[] Data, long[] Shape)>> batchAt, Device device = Device.Cpu, bool resync = false,
         UpdateMode? update = null)
@@ -47,7 +47,7 @@ public static class NumericsCheck
 
         var tracked = info.State.Where(s => s.Kind != StateKind.Iterations).ToList();
         var errors = tracked.Select(s => new TensorError(s.Input)).ToList();
-        using var trainer = new Trainer(model, new TrainerOptions { Device = device, Update = update, ExtraOutputs = info.Gradients.Values.Distinct().ToList() });
+        using var trainer = new Trainer(model, new TrainerOptions { Device = device, Update = update ?? UpdateMode.Graph, ExtraOutputs = info.Gradients.Values.Distinct().ToList() });
         for (int step = 0; step < steps; step++)
         {
             trainer.Step(batchAt(trainer.Iteration), stateToHost: true);

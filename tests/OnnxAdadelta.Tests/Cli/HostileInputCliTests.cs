@@ -88,12 +88,12 @@ public class HostileInputCliTests : IDisposable
     {
         var model = TestData.StepModel();
         var info = StepModelInfo.Read(model, "step");
-        var counter = model.Graph.Initializer.Single(t => t.Name == info.Iterations.Input);
+        var counter = model.Graph.Initializer.Single(t => t.Name == StepModelState.InitialName(info.Iterations));
         counter.Int64Data.Clear();
         counter.RawData = Google.Protobuf.ByteString.CopyFrom(BitConverter.GetBytes(-5L));
         ModelIO.Save(model, _dir.File("neg.onnx"));
         var line = OneError(CliRunner.Run("train", _dir.File("neg.onnx"), "--data", Data(), "--steps", "1", "-o", _dir.File("c.onnx")));
-        Assert.Contains($"iteration counter '{info.Iterations.Input}' holds -5; expected 0 or more", line);
+        Assert.Contains($"iteration counter '{info.Iterations.Input}' is -5; a count of steps cannot be negative", line);
         Assert.False(File.Exists(_dir.File("c.onnx")));
     }
 

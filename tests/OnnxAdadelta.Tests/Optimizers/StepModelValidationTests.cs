@@ -135,7 +135,8 @@ public class StepModelValidationTests : IDisposable
     /// <summary>The test step model with element 1 of initializer <paramref name="tensor"/> set to <paramref name="value"/>.</summary>
     private static ModelProto WithStateValue(string tensor, float value)
     {
-        var model = TestData.StepModel();
+        // In the format-1 layout (values in initializers named as the inputs), which the trainer still loads.
+        var model = StepModelState.WithInputDefaults(TestData.StepModel());
         var inits = model.Graph.Initializer;
         int k = inits.ToList().FindIndex(t => t.Name == tensor);
         var values = inits[k].ToFloatArray();
@@ -168,7 +169,7 @@ public class StepModelValidationTests : IDisposable
     [Fact]
     public void ANegativeIterationCountIsRefused()
     {
-        var model = TestData.StepModel();
+        var model = StepModelState.WithInputDefaults(TestData.StepModel());
         var inits = model.Graph.Initializer;
         int k = inits.ToList().FindIndex(t => t.Name == "Adadelta/iterations");
         inits[k] = Tensors.Create("Adadelta/iterations", new[] { -4L });

@@ -108,7 +108,7 @@ public class FusedUpdateTests
 
         // Parameters and three slots each, float32: the graph keeps two copies, the fused op one (plus the 8-byte counter twice).
         long parameterAndSlotBytes = info.State.Where(s => s.Kind is StateKind.Parameter or StateKind.Slot)
-            .Sum(s => step.Graph.Initializer.Single(t => t.Name == s.Input).Dims.Aggregate(1L, (a, d) => a * d) * 4);
+            .Sum(s => TestData.ValuesByName(step)[s.Input].Dims.Aggregate(1L, (a, d) => a * d) * 4);
         Assert.True(graph.StateMemoryBytes >= 2 * parameterAndSlotBytes, $"{graph.StateMemoryBytes} < 2 x {parameterAndSlotBytes}");
         Assert.True(fused.StateMemoryBytes < parameterAndSlotBytes + 1024, $"{fused.StateMemoryBytes} vs {parameterAndSlotBytes}");
     }

@@ -113,19 +113,25 @@ public class GradCheckTests(ITestOutputHelper output)
         Assert.Contains("no trainable parameter matches", none.Message);
     }
 
+    /// <summary>The README's gradcheck command, run as written (it passes), and the same command against a wrong rule.</summary>
     [Fact]
-    public void TheCliReportsEachParameterAndExitsNonZeroOnAFailure()
+    public void TheReadmeCommandPassesAndAWrongRuleExitsNonZero()
     {
-        string[] args = ["gradcheck", Model("digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits",
-            "--data", Path.Combine(RepoPaths.Models, "data", "digits-train.npz"), "--rows", "4", "--directions", "2"];
+        var readme = File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md"));
+        var section = readme[readme.IndexOf("### `gradcheck`", StringComparison.Ordinal)..];
+        var block = section[(section.IndexOf("```sh\n", StringComparison.Ordinal) + 6)..];
+        var command = block[..block.IndexOf("```", StringComparison.Ordinal)].Trim();
+        Assert.StartsWith("onnx-adadelta gradcheck ", command);
+        var args = command.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1)
+            .Select(a => a.StartsWith("models/", StringComparison.Ordinal) ? Path.Combine(RepoPaths.Root, a) : a).ToArray();
         var ok = CliRunner.Run(args);
         Assert.Equal(0, ok.ExitCode);
-        Assert.Contains("loss in float64 on 4 rows", ok.Out);
+        Assert.Contains("loss in float64 on 8 rows", ok.Out);
         Assert.Contains("gradcheck passed: 4 parameters", ok.Out);
         var wrong = new GradientRuleInfo(c => c.SetGI(0, c.Op("Neg", [c.GO(0)!])));
         using (GradientRules.Override("Relu", wrong))
         {
-            var failed = CliRunner.Run(args);
+            var failed = CliRunner.Run([.. args, "--directions", "1"]);
             Assert.Equal(1, failed.ExitCode);
             Assert.Contains("gradcheck FAILED: 2 of 4 parameters", failed.Out);
         }

@@ -350,14 +350,7 @@ public sealed class DistributedTrainer : IDisposable
         }
     }
 
-    private static TensorElementType ElementType(TensorProto t) => (DataType)t.DataType switch
-    {
-        DataType.Float => TensorElementType.Float,
-        DataType.Float16 => TensorElementType.Float16,
-        DataType.Bfloat16 => TensorElementType.BFloat16,
-        DataType.Int64 => TensorElementType.Int64,
-        var other => throw new OnnxAdadeltaException($"State tensor '{t.Name}' is {other}; float32, float16, bfloat16 or int64 expected."),
-    };
+    private static TensorElementType ElementType(TensorProto t) => Trainer.ElementType(t);
 
     private static DataType StorageType(TensorElementType t) => t switch
     {

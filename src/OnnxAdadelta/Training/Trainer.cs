@@ -465,7 +465,8 @@ public sealed class Trainer : IDisposable
         return model;
     }
 
-    private static TensorElementType ElementType(TensorProto t) => (DataType)t.DataType switch
+    /// <summary>The ORT element type of a state tensor (float32, float16, bfloat16 or int64).</summary>
+    internal static TensorElementType ElementType(TensorProto t) => (DataType)t.DataType switch
     {
         DataType.Float => TensorElementType.Float,
         DataType.Float16 => TensorElementType.Float16,

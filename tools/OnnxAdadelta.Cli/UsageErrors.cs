@@ -154,11 +154,9 @@ public static class ExitCodes
     public const int BadInput = 1;
     /// <summary>Usage error: an unknown option, a missing argument, a value that does not parse.</summary>
     public const int Usage = 2;
-    /// <summary>Training stopped on a non-finite loss.</summary>
-    public const int NonFinite = 3;
     /// <summary>Interrupted (Ctrl+C).</summary>
     public const int Interrupted = 130;
 
     /// <summary>The table as printed at the end of <c>--help</c>.</summary>
-    public const string Help = "Exit codes: 0 ok, 1 bad input or failed verify, 2 usage error, 3 stopped on a NaN/Inf loss, 130 interrupted.";
+    public const string Help = "Exit codes: 0 ok, 1 bad input or failed verify, 2 usage error, 130 interrupted.";
 }

@@ -80,13 +80,7 @@ public class FuzzTests
 
     private static readonly Gen<FuzzCase> Cases =
         Gen.Select(Gen.Enum<FuzzVerb>(), Gen.Int[0, ModelMutations - 1], Gen.Int[0, DataMutations - 1], Gen.Int,
-            (verb, m, d, seed) => new FuzzCase(verb, m, verb is FuzzVerb.Train or FuzzVerb.Evaluate ? d : 0, seed))
-        // Open in other parts of issue 11 ("Any ONNX Runtime error at run time", "Step-model metadata is trusted"):
-        // training a step model whose bound outputs were removed (11), or whose ir_version is below 4 (10), reaches ONNX
-        // Runtime's binding unchecked, which throws OnnxRuntimeException ("Invalid output name", "Failed to find input
-        // name in the mapping"); one whose state initializer was renamed (17) fails on a missing dictionary key in the
-        // trainer. Drop this filter when those land.
-        .Where(c => !(c.Verb == FuzzVerb.Train && c.ModelMutation is 10 or 11 or 17));
+            (verb, m, d, seed) => new FuzzCase(verb, m, verb is FuzzVerb.Train or FuzzVerb.Evaluate ? d : 0, seed));
 
     /// <summary>The seed of the CI run, so that CI is deterministic; runs by hand draw a fresh one unless given.</summary>
     private const string CiSeed = "0000ciseed01";

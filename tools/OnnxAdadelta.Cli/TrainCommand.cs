@@ -31,7 +31,7 @@ public static class TrainCommand
         var threads = new Option<int?>("--threads") { Description = "ONNX Runtime intra-op threads (default: one per core)." };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "With an ONNX Runtime training model (generate_artifacts): its checkpoint, holding the parameter values." };
         var strict = new Option<bool>("--strict") { Description = "Refuse to resume a checkpoint with another data plan (data file, batch size, shuffle, seed) instead of warning." };
-        var update = new Option<UpdateMode?>("--update") { Description = "fused (one ai.onnxadadelta.AdadeltaUpdate node, state in place) or graph (the model's standard ops); default fused where available." };
+        var update = new Option<UpdateMode?>("--update") { Description = "fused (one ai.onnxadadelta.AdadeltaUpdate node, state in place) or graph (the model's standard ops, the default)." };
         var eval = new Option<string?>("--eval") { Description = "After training, report accuracy (or MSE) of the exported model on this held-out data (any --data form)." };
         var distributed = new Option<bool>("--distributed") { Description = "Data-parallel training over MPI: launch N copies with 'mpirun -np N'; each rank computes the gradients of its share of every batch and Open MPI sums them. Implied when mpirun launched more than one process." };
         var bucketMb = new Option<double>("--bucket-mb") { Description = "With --distributed: the gradient all-reduce runs in buckets of at most this many MiB.", DefaultValueFactory = _ => DistributedOptions.DefaultBucketMb };

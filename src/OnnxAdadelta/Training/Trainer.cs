@@ -36,9 +36,8 @@ public sealed record TrainerOptions
     public Action<SessionOptions>? ConfigureSession { get; init; }
 
     /// <summary>
-    /// How the update runs: null (the default) for the fused op where it is available and the graph's standard ops
-    /// elsewhere; <see cref="UpdateMode.Fused"/> to insist on the fused op (an error where it is not available);
-    /// <see cref="UpdateMode.Graph"/> for the standard ops.
+    /// How the update runs: null (the default) or <see cref="UpdateMode.Graph"/> for the step model's standard ops;
+    /// <see cref="UpdateMode.Fused"/> for the fused op (an error where it is not available).
     /// </summary>
     public UpdateMode? Update { get; init; }
 }
@@ -92,13 +91,13 @@ public sealed class Trainer : IDisposable
         Info.ValidateState(Model, "the step model");
         Device = options.Device;
         var inits = StepModelState.Values(Model, Info);
-        var unsupported = options.Update == UpdateMode.Graph ? null : FusedUpdate.Unsupported(Info, Device);
-        if (options.Update == UpdateMode.Fused && unsupported is not null)
+        // The fused op is opt-in: a C# kernel behind ORT's native custom-op interface, unverified on GPUs.
+        if (options.Update == UpdateMode.Fused && FusedUpdate.Unsupported(Info, Device) is { } unsupported)
             throw new OnnxAdadeltaException($"--update fused: not available for this run: {unsupported}; use --update graph.");
-        Update = options.Update == UpdateMode.Graph || unsupported is not null ? UpdateMode.Graph : UpdateMode.Fused;
+        Update = options.Update ?? UpdateMode.Graph;
         UpdateDescription = Update == UpdateMode.Fused
             ? $"fused ({FusedUpdate.Domain}.{FusedUpdate.OpType}, parameters and state in place)"
-            : options.Update == UpdateMode.Graph ? "graph (standard ONNX ops, state ping-pong)" : $"graph (standard ONNX ops, state ping-pong; fused unavailable: {unsupported})";
+            : "graph (standard ONNX ops, state ping-pong)";
         using (var sessionOptions = OrtSessions.Options(Device))
         {
             if (options.Threads is { } threads)

@@ -127,7 +127,7 @@ public static class GradCheck
         var g0 = gradients.Gradients(null, null);
         foreach (var p in chosen)
         {
-            var value = MixedPrecisionValues(p.Value);
+            var value = p.Value.ToDoubles();
             if (!loss.CanMove(p.Name))
             {
                 results.Add(new ParameterCheck(p.Name, value.Length, GradCheckStatus.NotChecked, 0, 0,
@@ -218,8 +218,6 @@ public static class GradCheck
         for (int i = 0; i < p.Length; i++) moved[i] = p[i] + t * d[i];
         return moved;
     }
-
-    private static double[] MixedPrecisionValues(TensorProto t) => t.ToDoubles();
 
     private static DataArray Array(IReadOnlyDictionary<string, DataArray> data, string name) =>
         data.TryGetValue(name, out var a) ? a

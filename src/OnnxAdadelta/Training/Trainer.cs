@@ -136,13 +136,8 @@ public sealed class Trainer : IDisposable
         {
             _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), false)).ToArray();
         }
+        // A negative counter was refused above by ValidateState.
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
-        if (Iteration < 0)
-        {
-            Dispose();
-            throw new OnnxAdadeltaException(
-                $"The step model's iteration counter '{Info.Iterations.Input}' holds {Iteration}; expected 0 or more (a fresh step model holds 0).");
-        }
     }
 
     /// <summary>

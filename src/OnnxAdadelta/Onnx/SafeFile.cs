@@ -154,6 +154,12 @@ public static class SafeFile
                 kind = FileKind.Missing;
                 return null;
             }
+            // A Unix socket cannot be opened at all (ENXIO): say what it is rather than the system's reason.
+            if (errno == ENXIO && KindOf(path) is not (FileKind.Regular or FileKind.Missing) and var other)
+            {
+                kind = other;
+                return null;
+            }
             var reason = Marshal.GetPInvokeErrorMessage(errno);
             if (errno is EACCES or EPERM) throw new UnauthorizedAccessException(reason);
             throw new IOException(reason);
@@ -194,7 +200,7 @@ public static class SafeFile
     // open(2) flags: O_RDONLY (0) | O_NONBLOCK | O_CLOEXEC, as Linux (x86-64, arm64) and the BSDs/macOS number them.
     private const int LinuxReadNonBlocking = 0x800 | 0x80000;
     private const int BsdReadNonBlocking = 0x4 | 0x1000000;
-    private const int EPERM = 1, ENOENT = 2, EACCES = 13, ENOTDIR = 20;
+    private const int EPERM = 1, ENOENT = 2, ENXIO = 6, EACCES = 13, ENOTDIR = 20;
 
     /// <summary>
     /// Reads a whole regular file of at most <paramref name="maxBytes"/> bytes. The size is taken before reading and

@@ -30,6 +30,13 @@ public class FifoRaceTests
         Assert.Equal(FileKind.Missing, missing);
         Assert.Null(SafeFile.OpenIfRegular(dir.Path, out var folder));
         Assert.Equal(FileKind.Directory, folder);
+        // A Unix domain socket cannot be opened (ENXIO); it is named as what it is.
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        socket.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(dir.File("sock")));
+        Assert.Null(SafeFile.OpenIfRegular(dir.File("sock"), out var sock));
+        Assert.Equal(FileKind.Socket, sock);
+        Assert.Contains("sock: is a socket; expected a data file that is a regular file.",
+            Assert.Throws<OnnxAdadeltaException>(() => SafeFile.OpenRead(dir.File("sock"), "data file")).Message);
     }
 
     [Fact]

@@ -8,7 +8,7 @@ using OnnxAdadelta.Runtime;
 namespace OnnxAdadelta.Training;
 
 /// <summary>How well a model does on a dataset.</summary>
-/// <param name="Rows">Rows evaluated.</param>
+/// <param name="Rows">Rows evaluated (a row whose class label is the loss's ignore_index is skipped).</param>
 /// <param name="Output">The output compared with the target.</param>
 /// <param name="Accuracy">For integer class targets: the share of rows whose arg-max over axis 1 equals the label.</param>
 /// <param name="MeanSquaredError">For float targets: the mean squared error.</param>
@@ -24,7 +24,13 @@ public static class Evaluation
     /// </summary>
     public static EvaluationResult Run(ModelProto model, string npzPath, string target, string? output = null, int batchSize = 256)
     {
-        if (StepModelInfo.TryRead(model) is not null) model = InferenceExport.Export(model);
+        // A step model (or checkpoint) says which label its loss ignores; the exported inference model no longer does.
+        long? ignoreIndex = null;
+        if (StepModelInfo.TryRead(model) is { } stepInfo)
+        {
+            ignoreIndex = stepInfo.LabelChecks(model).FirstOrDefault(c => c.Input == target)?.IgnoreIndex;
+            model = InferenceExport.Export(model);
+        }
         var index = new GraphIndex(model.Graph);
         output ??= model.Graph.Output[0].Name;
         if (!index.Outputs.ContainsKey(output))
@@ -69,12 +75,20 @@ public static class Evaluation
                     if (shape.Length < 2 || shape[0] != rowsOfBatch.Length)
                         throw new OnnxAdadeltaException($"Output '{output}' has shape [{string.Join(",", shape)}]; class scores [rows, classes] are expected for accuracy.");
                     int width = (int)(y.Length / rowsOfBatch.Length);
+                    long classCount = shape[1];
                     for (int r = 0; r < rowsOfBatch.Length; r++)
                     {
+                        long label = flatLabels![rowsOfBatch[r]];
+                        if (label == ignoreIndex) continue;
+                        if (label < 0 || label >= classCount)
+                            throw new OnnxAdadeltaException(
+                                $"{npzPath}: target '{target}' row {rowsOfBatch[r]} holds label {label}, out of bounds; expected a class in [0, {classCount}) " +
+                                $"(output '{output}' has {classCount} classes on axis 1){(ignoreIndex is { } ignore ? $" or the ignore_index {ignore}" : "")}.");
+                        rows++;
                         var row = y.Slice(r * width, width);
                         int best = 0;
                         for (int k = 1; k < row.Length; k++) if (row[k] > row[best]) best = k;
-                        if (best == flatLabels![rowsOfBatch[r]]) correct++;
+                        if (best == label) correct++;
                     }
                 }
                 else
@@ -87,11 +101,13 @@ public static class Evaluation
                             double d = y[(int)(r * valuesPerRow + k)] - flatValues![rowsOfBatch[r] * valuesPerRow + k];
                             squared += d * d;
                         }
+                    rows += rowsOfBatch.Length;
                 }
-                rows += rowsOfBatch.Length;
             }
             finally { foreach (var v in values) v.Dispose(); }
         }
+        if (classes && rows == 0)
+            throw new OnnxAdadeltaException($"{npzPath}: every label of target '{target}' is the ignore_index {ignoreIndex}; no row to evaluate.");
         return classes
             ? new EvaluationResult(rows, output, (double)correct / rows, null)
             : new EvaluationResult(rows, output, null, squared / (rows * valuesPerRow));

@@ -401,6 +401,8 @@ public sealed class Trainer : IDisposable
         if (!nextInfo.State.Select(Key).SequenceEqual(Info.State.Select(Key)))
             throw new OnnxAdadeltaException("The new optimizer settings change the optimizer's state tensors; write a checkpoint and resume from it with the new settings.");
         var session = OpenSession(next, nextInfo);
+        // Before the first step the bindings don't exist yet (the first step makes them, with its output buffers).
+        bool rebind = _pingPong is not null;
         DisposePingPong();
         _session.Dispose();
         _session = session;
@@ -408,7 +410,7 @@ public sealed class Trainer : IDisposable
         Model = next;
         Info = nextInfo;
         _undoable = false;
-        if (_slots.All(s => s.CurrentOnDevice && s.Spare is not null)) BuildPingPong();
+        if (rebind) BuildPingPong();
     }
 
     private void StepWithFreshBinding(bool toHost)

@@ -115,12 +115,12 @@ public static class TrainCommand
             {
                 var single = new (bool Given, string Flag)[]
                 {
-                    (r.GetValue(eval) is not null, "--eval"), (r.GetValue(saveEvery) is not null, "--save-every"), (best is not null, "--save-best"),
+                    (r.GetValue(evalEvery) is not null, "--eval-every"), (r.GetValue(saveEvery) is not null, "--save-every"), (best is not null, "--save-best"),
                     (stopRule.Key is not null, "--early-stop"), (plateauRule.Key is not null, "--reduce-lr-on-plateau"), (plotPath is not null, "--plot"),
                     (r.GetValue(onNan) != NonFinitePolicy.Stop, "--on-nan"), (r.GetValue(epochs) is not null, "--epochs"), (r.GetValue(json), "--json"),
                 };
                 if (single.FirstOrDefault(s => s.Given) is { Flag: { } flag })
-                    throw new ArgumentException($"{flag} applies to single-process training; distributed training (--distributed, or launched by mpirun) takes --steps, --log and -o.");
+                    throw new ArgumentException($"{flag} applies to single-process training; distributed training (--distributed, or launched by mpirun) takes --steps, --log, --eval (once, at the end) and -o.");
             }
             var say = level == Verbosity.Quiet ? TextWriter.Null : rankIO.Out;
 
@@ -136,7 +136,7 @@ public static class TrainCommand
             var batchPlan = dataset.Plan(common.BatchSize(r), common.Shuffle(r), common.Seed(r));
             if (collective is not null)
                 return RunDistributed(rankIO, collective, model, dataset, common.RunOptions(r, r.GetValue(steps)!.Value), r.GetValue(threads), r.GetValue(bucketMb),
-                    r.GetValue(checkReplicas), r.GetValue(update), r.GetValue(log), outPath, level);
+                    r.GetValue(checkReplicas), r.GetValue(update), r.GetValue(log), outPath, r.GetValue(eval), level);
 
             var heldOut = r.GetValue(eval) is { } held ? Dataset.Open(held, TrainingRun.InputSpecs(model)) : null;
             say.WriteLine("loading the step model into ONNX Runtime…");
@@ -276,8 +276,9 @@ public static class TrainCommand
 
     /// <summary>The distributed run (main's data-parallel path): steps, the step log and the checkpoint; rank 0 prints.</summary>
     private static int RunDistributed(CliIO rankIO, ICollective collective, ModelProto model, Dataset dataset, TrainingRunOptions run, int? threads,
-        double bucketMb, bool checkReplicas, UpdateMode? update, string? logPath, string outPath, Verbosity level)
+        double bucketMb, bool checkReplicas, UpdateMode? update, string? logPath, string outPath, string? evalPath, Verbosity level)
     {
+        var evalTarget = evalPath is null ? null : LabelInput(model);
         if (update == UpdateMode.Fused)
             throw new ArgumentException("--update fused: distributed training runs the update model's standard ONNX ops; leave out --update or pass --update graph.");
         var say = level == Verbosity.Quiet ? TextWriter.Null : rankIO.Out;
@@ -299,14 +300,25 @@ public static class TrainCommand
         // No rank writes until every rank has finished its last step: a failure anywhere leaves no checkpoint.
         ranks.Barrier();
         if (collective.Rank != 0) return signals.Fired ? signals.ExitCode : ExitCodes.Ok;
-        ModelIO.Save(ranks.Checkpoint(), outPath);
+        var result = ranks.Checkpoint();
+        ModelIO.Save(result, outPath);
         rankIO.Out.WriteLine((first is null || last is null
             ? $"no steps run; wrote {outPath}"
             : $"trained {last.Step} steps in {last.ElapsedSeconds:F2} s ({ProgressPrinter.Rate(last):F1} steps/s): loss {first.Loss:F6} -> {last.Loss:F6}; wrote {outPath} (iteration {ranks.Iteration})")
             + $"; {collective.Size} ranks, global batch split by rows");
+        if (evalPath is not null)
+            rankIO.Out.WriteLine("held-out " + EvaluateCommand.Describe(Evaluation.Run(result, evalPath, evalTarget!)));
         if (!signals.Fired) return ExitCodes.Ok;
         rankIO.Error.WriteLine($"onnx-adadelta: {signals.Name}: interrupted after step {ranks.Iteration}; wrote {outPath} (iteration {ranks.Iteration}).");
         return signals.ExitCode;
+    }
+
+    /// <summary>The data input that only the loss reads (the labels), for --eval of a distributed run.</summary>
+    private static string LabelInput(ModelProto stepModel)
+    {
+        var inferenceInputs = InferenceExport.Export(stepModel).Graph.Input.Select(i => i.Name).ToHashSet();
+        return TrainingRun.InputSpecs(stepModel).Select(s => s.Name).FirstOrDefault(n => !inferenceInputs.Contains(n))
+            ?? throw new ArgumentException("--eval: the model has no label input to compare with; use 'onnx-adadelta evaluate'.");
     }
 
     /// <summary>One line on a written profile: steps, and the update's share of the kernel time.</summary>

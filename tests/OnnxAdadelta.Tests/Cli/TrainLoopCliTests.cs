@@ -210,6 +210,29 @@ public class TrainLoopCliTests : IDisposable
     }
 
     [Fact]
+    public void ARunOpensOneSessionToTrainAndOneToEvaluateAndParsesTheContractAsOftenWhateverItsLength()
+    {
+        // Tests run one at a time (xunit.runner.json), so the process-wide counts move only for these runs.
+        var step = Step();
+        var data = Data();
+        var held = Data("held.npz", 32, 9);
+        (int Parses, int Sessions) Run(int steps)
+        {
+            int parses = PipelineCounts.ContractParses, sessions = PipelineCounts.Sessions;
+            var r = CliRunner.Run("train", step, "--data", data, "--eval", held, "--eval-every", "2", "--steps", steps.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "--batch-size", "16", "--save-every", "2", "-o", _dir.File("ckpt.onnx"));
+            Assert.True(r.ExitCode == 0, r.Err);
+            return (PipelineCounts.ContractParses - parses, PipelineCounts.Sessions - sessions);
+        }
+        var shortRun = Run(2);
+        var longRun = Run(12);
+        // No session per evaluation or checkpoint, and no contract re-read per step, evaluation or checkpoint.
+        Assert.Equal(2, shortRun.Sessions);
+        Assert.Equal(2, longRun.Sessions);
+        Assert.Equal(shortRun.Parses, longRun.Parses);
+    }
+
+    [Fact]
     public void TheKerasDefaultLearningRateIsWarnedOnce()
     {
         var ckpt = _dir.File("ckpt.onnx");

@@ -174,11 +174,13 @@ public class FitTests : IDisposable
         Assert.Equal(4L, trainer.Iteration);
     }
 
-    [Fact]
-    public void LiveEvaluationAgreesWithEvaluatingTheExportedCheckpoint()
+    [Theory]
+    [InlineData(UpdateMode.Graph)]
+    [InlineData(UpdateMode.Fused)]
+    public void LiveEvaluationAgreesWithEvaluatingTheExportedCheckpoint(UpdateMode update)
     {
         var step = TestData.StepModel();
-        using var trainer = new Trainer(step);
+        using var trainer = new Trainer(step, new TrainerOptions { Update = update });
         Fit.Run(trainer, Data(step), new FitOptions { Steps = 20, BatchSize = 16, Shuffle = true });
         var heldOut = Arrays(48, seed: 9);
         using var evaluator = new Evaluator(trainer);

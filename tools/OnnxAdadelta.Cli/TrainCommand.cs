@@ -368,7 +368,8 @@ public static class TrainCommand
             if (stepInfo is not null) throw new ArgumentException($"{path} is already a training-step model; --loss applies only to inference models.");
             if (isArtifact) throw new ArgumentException($"{path} is an ONNX Runtime training model; --loss applies only to inference models.");
             say.WriteLine($"building the training graph of {Path.GetFileName(path)} (reverse-mode autodiff; large models take a few seconds)…");
-            model = build.Build(model, r, io);
+            // Quiet and --json runs keep standard output for the summary alone.
+            model = build.Build(model, r, ReferenceEquals(say, TextWriter.Null) ? io.Quiet() : io);
         }
         if (stepInfo is not null)
         {

@@ -196,6 +196,13 @@ public class TrainLoopCliTests : IDisposable
         Assert.Equal(ExitCodes.NonFinite, stopped.RootElement.GetProperty("exit_code").GetInt32());
         Assert.Equal(2, stopped.RootElement.GetProperty("iteration").GetInt32());
 
+        // From an inference model too: what build-training says stays off standard output.
+        r = CliRunner.Run("train", Path.Combine(RepoPaths.Models, "digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits", "--data", Path.Combine(RepoPaths.Models, "data", "digits-test.npz"),
+            "--steps", "2", "--batch-size", "64", "--lr", "1.0", "--json", "-o", _dir.File("mlp.onnx"));
+        Assert.True(r.ExitCode == 0, r.Err);
+        using (var fromInference = System.Text.Json.JsonDocument.Parse(r.Out))
+            Assert.Equal(2, fromInference.RootElement.GetProperty("steps").GetInt32());
+
         r = CliRunner.Run("train", Step(), "--data", Data(), "--steps", "4", "--batch-size", "16", "--quiet", "-o", ckpt);
         Assert.True(r.ExitCode == 0, r.Err);
         Assert.StartsWith("trained 4 steps", Assert.Single(r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries)));

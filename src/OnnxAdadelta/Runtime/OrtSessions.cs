@@ -71,6 +71,7 @@ public static class OrtSessions
     /// <summary>As <see cref="Create(ModelProto, SessionOptions, string)"/>, with the size above which external data is used.</summary>
     internal static InferenceSession Create(ModelProto model, SessionOptions options, string what, long maxInlineBytes)
     {
+        PipelineCounts.SessionOpened();
         try
         {
             if (ModelIO.SerializedSize(model) <= maxInlineBytes)

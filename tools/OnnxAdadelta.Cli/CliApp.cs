@@ -67,7 +67,7 @@ public static class CliApp
             {
                 var help = new StringWriter();
                 int code = parsed.Invoke(new InvocationConfiguration { Output = help, Error = error });
-                output.Write(HelpWithExitCodes.Tidy(help.ToString()));
+                output.Write(HelpWithExitCodes.Group(HelpWithExitCodes.Tidy(help.ToString())));
                 return code;
             }
             // train handles SIGINT and SIGTERM itself (a checkpoint, then exit 130 or 143); other verbs end at once.
@@ -125,6 +125,67 @@ internal sealed class HelpWithExitCodes(HelpAction inner) : SynchronousCommandLi
         int code = inner.Invoke(parseResult);
         parseResult.InvocationConfiguration.Output.WriteLine(ExitCodes.Help);
         return code;
+    }
+
+    /// <summary>Verbs with at most this many options print them in one list.</summary>
+    private const int MaxUngrouped = 8;
+
+    /// <summary>The help sections of a verb's options, in the order they print; an option of none goes last.</summary>
+    private static readonly (string Title, string[] Options)[] Groups =
+    [
+        ("Model and loss", ["--checkpoint", "--params", "--loss", "--output", "--target", "--class-axis", "--input-shape", "--trainable",
+            "--list-parameters", "--trainable-constants", "--batchnorm", "--dropout", "--grad", "--keep-gradients", "--allow-external-links"]),
+        ("Data", ["--data", "--batch-size", "--shuffle", "--seed", "--eval", "--eval-every"]),
+        ("Optimizer", ["--variant", "--preset", "--lr", "--rho", "--epsilon", "--name", "--clipnorm", "--clipvalue", "--global-clipnorm",
+            "--weight-decay", "--l2", "--exclude-from-weight-decay", "--maximize", "--loss-scale-factor", "--use-ema", "--ema-momentum",
+            "--ema-overwrite-frequency", "--gradient-accumulation-steps", "--group", "--freeze", "--fp32-state", "--master-weights"]),
+        ("Schedule", ["--schedule", "--decay", "--reduce-lr-on-plateau"]),
+        ("Run", ["--steps", "--epochs", "--device", "--threads", "--update", "--on-nan", "--early-stop", "--strict", "--profile",
+            "--distributed", "--bucket-mb", "--check-replicas"]),
+        ("Output", ["--out", "--log", "--plot", "--save-every", "--keep", "--save-best", "--json", "--quiet", "--verbosity"]),
+    ];
+
+    /// <summary>
+    /// Splits the "Options:" section into titled groups (model and loss, data, optimizer, schedule, run, output) where a
+    /// verb has more than <see cref="MaxUngrouped"/> options in more than one group; each line keeps its column. Help and
+    /// options of no group come last.
+    /// </summary>
+    public static string Group(string help)
+    {
+        var lines = help.Split('\n').ToList();
+        int start = lines.IndexOf("Options:");
+        if (start < 0) return help;
+        int end = start + 1;
+        while (end < lines.Count && lines[end].StartsWith("  ", StringComparison.Ordinal)) end++;
+        // One entry per option: its line and any wrapped continuation lines (deeper indented).
+        var entries = new List<List<string>>();
+        for (int i = start + 1; i < end; i++)
+        {
+            if (lines[i].StartsWith("  -", StringComparison.Ordinal) || entries.Count == 0) entries.Add([lines[i]]);
+            else entries[^1].Add(lines[i]);
+        }
+        // A short list reads best as it is.
+        if (entries.Count <= MaxUngrouped) return help;
+        int GroupOf(List<string> entry)
+        {
+            // The option's names: the leading tokens that start with '-' (the placeholder and description follow).
+            var names = entry[0].Trim().Split(' ').TakeWhile(t => t.StartsWith('-')).Select(n => n.Trim(','));
+            for (int g = 0; g < Groups.Length; g++)
+                if (names.Any(n => Groups[g].Options.Contains(n))) return g;
+            return Groups.Length;
+        }
+        var byGroup = entries.GroupBy(GroupOf).OrderBy(g => g.Key).ToList();
+        if (byGroup.Count(g => g.Key < Groups.Length) < 2) return help;
+        var grouped = new List<string>();
+        foreach (var group in byGroup)
+        {
+            if (grouped.Count > 0) grouped.Add("");
+            grouped.Add(group.Key < Groups.Length ? $"{Groups[group.Key].Title} options:" : "Other options:");
+            foreach (var entry in group) grouped.AddRange(entry);
+        }
+        lines.RemoveRange(start, end - start);
+        lines.InsertRange(start, grouped);
+        return string.Join('\n', lines);
     }
 
     /// <summary>

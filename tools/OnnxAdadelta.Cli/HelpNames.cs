@@ -15,7 +15,9 @@ public static class HelpNames
         ["--seed"] = "N", ["--threads"] = "N", ["--max-ulp"] = "K", ["--target"] = "NAME", ["--output"] = "NAME",
         ["--name"] = "PREFIX", ["--preset"] = "keras|pytorch|paper", ["--schedule"] = "SPEC", ["--grad"] = "PARAM=OUTPUT",
         ["--group"] = "PATTERN:key=value,...", ["--freeze"] = "PATTERN", ["--trainable"] = "PATTERN",
-        ["--exclude-from-weight-decay"] = "PATTERN",
+        ["--exclude-from-weight-decay"] = "PATTERN", ["--profile"] = "FILE.json", ["--variant"] = "keras|pytorch|tfjs|optax",
+        ["--loss"] = "cross-entropy|nll|bce|mse|output", ["--input-shape"] = "NAME=D0,D1,...", ["--batchnorm"] = "inference|train",
+        ["--dropout"] = "identity|train", ["--against"] = "TRAJECTORY.npz",
     };
 
     /// <summary>Sets the placeholder of each option under <paramref name="command"/> that has none.</summary>

@@ -102,3 +102,45 @@ public class HelpDefaultTests
         Assert.Contains("[default: cpu]", device);
     }
 }
+
+/// <summary>Help groups a verb's many options under titled sections.</summary>
+public class HelpGroupTests
+{
+    [Fact]
+    public void TrainHelpGroupsItsOptionsAndKeepsEveryOption()
+    {
+        var plain = CliRunner.Run("train", "--help");
+        Assert.Equal(0, plain.ExitCode);
+        var lines = plain.Out.Split('\n');
+        string[] titles = ["Model and loss options:", "Data options:", "Optimizer options:", "Schedule options:", "Run options:", "Output options:", "Other options:"];
+        var at = titles.Select(t => Array.IndexOf(lines, t)).ToArray();
+        Assert.All(at, i => Assert.True(i > 0));
+        Assert.Equal(at.Order(), at);
+        Assert.DoesNotContain("Options:", lines);
+
+        // Each option sits under its section: the last title above it.
+        string SectionOf(string option)
+        {
+            int line = Array.FindIndex(lines, l => l.TrimStart().Split(' ').TakeWhile(t => t.StartsWith('-')).Select(t => t.Trim(',')).Contains(option));
+            Assert.True(line > 0, $"{option} is not in the help");
+            return titles.Where((t, k) => at[k] < line).Last();
+        }
+        Assert.Equal("Data options:", SectionOf("--data"));
+        Assert.Equal("Optimizer options:", SectionOf("--lr"));
+        Assert.Equal("Schedule options:", SectionOf("--reduce-lr-on-plateau"));
+        Assert.Equal("Run options:", SectionOf("--epochs"));
+        Assert.Equal("Output options:", SectionOf("--out"));
+        Assert.Equal("Model and loss options:", SectionOf("--loss"));
+        Assert.Equal("Other options:", SectionOf("--help"));
+        Assert.Contains("--profile <FILE.json>", plain.Out);
+        Assert.Contains("--variant <keras|pytorch|tfjs|optax>", plain.Out);
+    }
+
+    [Fact]
+    public void AVerbWithFewKindsOfOptionsKeepsOneSection()
+    {
+        var help = CliRunner.Run("inspect", "--help").Out;
+        Assert.Contains("\nOptions:\n", help.Replace("\r", ""));
+        Assert.DoesNotContain("Data options:", help);
+    }
+}

@@ -116,7 +116,7 @@ public sealed class Trainer : IDisposable
                 sessionOptions.ProfileOutputPathPrefix = Path.Combine(dir, $".{Path.GetFileName(_profilePath)}.{Environment.ProcessId}.ort-profile");
             }
             options.ConfigureSession?.Invoke(sessionOptions);
-            if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions);
+            if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions, Device);
             var sessionModel = StepModelState.WithoutValues(Model, Info);
             _session = OrtSessions.Create(Update == UpdateMode.Fused ? FusedUpdate.Swap(sessionModel) : sessionModel, sessionOptions, "the step model");
         }

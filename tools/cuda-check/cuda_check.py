@@ -66,7 +66,10 @@ def compare(name, dtype, want, got):
 
 class Driver:
     def __init__(self):
-        self.cuda = ctypes.CDLL("libcuda.so.1")
+        try:
+            self.cuda = ctypes.CDLL("libcuda.so.1")
+        except OSError as e:
+            raise SystemExit(f"cuda_check: cannot load libcuda.so.1 ({e}); this check needs a machine with an NVIDIA GPU and its driver")
         self.check(self.cuda.cuInit(0), "cuInit")
         device = ctypes.c_int()
         self.check(self.cuda.cuDeviceGet(ctypes.byref(device), 0), "cuDeviceGet")

@@ -106,3 +106,38 @@ public class CudaCheckCasesTests
         Assert.True(looping.ElementsPerThread > 1);
     }
 }
+
+/// <summary>A fact that needs <c>python3</c> on the PATH; reports Skipped, with the reason, where it is absent.</summary>
+public sealed class PythonFactAttribute : FactAttribute
+{
+    /// <summary>Skips where no python3 is on the PATH.</summary>
+    public PythonFactAttribute()
+    {
+        var path = Environment.GetEnvironmentVariable("PATH") ?? "";
+        if (!path.Split(Path.PathSeparator).Any(d => d.Length > 0 && File.Exists(Path.Combine(d, "python3"))))
+            Skip = "python3 is not on the PATH; tools/cuda-check/cuda_check.py --dry-run needs it.";
+    }
+}
+
+public class CudaCheckScriptTests
+{
+    [PythonFact]
+    public void TheDryRunReadsEveryCommittedCase()
+    {
+        // The README's command, run as written (with -B so that no bytecode lands in the checkout).
+        Assert.Contains("\n    python3 tools/cuda-check/cuda_check.py --dry-run\n", File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md")));
+        var start = new System.Diagnostics.ProcessStartInfo("python3", ["-B", "tools/cuda-check/cuda_check.py", "--dry-run"])
+        {
+            WorkingDirectory = RepoPaths.Root,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        Assert.True(process.WaitForExit(30_000), "python3 did not finish in 30 s");
+        Assert.True(process.ExitCode == 0, error.Result);
+        int cases = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(RepoPaths.Root, "tools", "cuda-check", "cases", "cases.json"))).RootElement.GetArrayLength();
+        Assert.Equal($"{cases} cases read; nothing launched (--dry-run)\n", output.Result);
+    }
+}

@@ -51,6 +51,34 @@ public sealed class AdadeltaFlags
     /// <summary>Whether any optimizer or rewrite flag was given.</summary>
     public bool AnyGiven(ParseResult r) => All.Any(o => r.GetResult(o) is { Implicit: false });
 
+    private Option[] Changeable => [_lr, _rho, _epsilon, _schedule, _weightDecay];
+
+    /// <summary>The first flag given that a resumed step model can't change (all but those <see cref="Changed"/> takes), or null.</summary>
+    public string? FixedFlagGiven(ParseResult r) => All.Except(Changeable).FirstOrDefault(o => r.GetResult(o) is { Implicit: false })?.Name;
+
+    /// <summary>
+    /// The options of a step model resumed with new settings: <paramref name="current"/> with the --lr (or --schedule),
+    /// --rho, --epsilon and --weight-decay given; null when none of them is given.
+    /// </summary>
+    public AdadeltaOptions? Changed(ParseResult r, AdadeltaOptions current)
+    {
+        ArgumentNullException.ThrowIfNull(current);
+        if (!Changeable.Any(o => r.GetResult(o) is { Implicit: false })) return null;
+        var lr = r.GetValue(_lr);
+        var schedule = r.GetValue(_schedule);
+        if (lr is not null && schedule is not null)
+            throw new ArgumentException("--lr and --schedule cannot both be given: the schedule sets the learning rate.");
+        ILearningRateSchedule rate = schedule is not null ? LearningRateSchedules.Parse(schedule)
+            : lr is { } v ? new ConstantLearningRate(v) : current.LearningRate;
+        return (current with
+        {
+            LearningRate = rate,
+            Rho = r.GetValue(_rho) ?? current.Rho,
+            Epsilon = r.GetValue(_epsilon) ?? current.Epsilon,
+            WeightDecay = r.GetValue(_weightDecay) ?? current.WeightDecay,
+        }).Validate();
+    }
+
     /// <summary>The optimizer arguments; invalid values throw <see cref="ArgumentException"/> naming them.</summary>
     public AdadeltaOptions Options(ParseResult r)
     {

@@ -46,6 +46,7 @@ public static class CliApp
             EvaluateCommand.Create(io),
             InspectCommand.Create(io),
             GradCheckCommand.Create(io),
+            PlotCommand.Create(io),
         };
         root.Options.Add(AllowExternalLinks);
         Action<string> warn = notice => error.WriteLine($"onnx-adadelta: warning: {notice}");
@@ -69,7 +70,8 @@ public static class CliApp
                 output.Write(HelpWithExitCodes.Tidy(help.ToString()));
                 return code;
             }
-            return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+            // train handles SIGINT and SIGTERM itself (a checkpoint, then exit 130 or 143); other verbs end at once.
+            return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
         }
         finally { AtomicFile.StaleTemporaryRemoved -= warn; }
     }

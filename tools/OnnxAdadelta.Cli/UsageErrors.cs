@@ -154,9 +154,13 @@ public static class ExitCodes
     public const int BadInput = 1;
     /// <summary>Usage error: an unknown option, a missing argument, a value that does not parse.</summary>
     public const int Usage = 2;
-    /// <summary>Interrupted (Ctrl+C).</summary>
+    /// <summary><c>train</c> stopped because a step's loss or new state was NaN or infinite (the last finite state was written).</summary>
+    public const int NonFinite = 3;
+    /// <summary>Interrupted (Ctrl+C, SIGINT): 128 + 2.</summary>
     public const int Interrupted = 130;
+    /// <summary>Terminated (SIGTERM): 128 + 15.</summary>
+    public const int Terminated = 143;
 
     /// <summary>The table as printed at the end of <c>--help</c>.</summary>
-    public const string Help = "Exit codes: 0 ok, 1 bad input or failed verify, 2 usage error, 130 interrupted.";
+    public const string Help = "Exit codes: 0 ok, 1 bad input or failed verify, 2 usage error, 3 training stopped on NaN/Inf, 130 interrupted (SIGINT), 143 terminated (SIGTERM).";
 }

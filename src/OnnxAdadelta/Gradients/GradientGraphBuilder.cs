@@ -141,8 +141,9 @@ public static class GradientGraphBuilder
         // of the training graph, not a parameter the training-graph contract would expect a gradient for.
         var chosen = parameters.ToHashSet(StringComparer.Ordinal);
         var initialized = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
-        foreach (var input in graph.Input.Where(i => initialized.Contains(i.Name) && !chosen.Contains(i.Name) && types.GetValueOrDefault(i.Name)?.IsFloat == true).ToList())
-            graph.Input.Remove(input);
+        var keptInputs = graph.Input.Where(i => !initialized.Contains(i.Name) || chosen.Contains(i.Name) || types.GetValueOrDefault(i.Name)?.IsFloat != true).ToList();
+        graph.Input.Clear();
+        graph.Input.AddRange(keptInputs);
         graph.Output.Clear();
         graph.Output.Add(TypeProtos.ValueInfo(loss, lossType?.ElementType ?? DataType.Float, []));
         graph.Output.AddRange(originalOutputs.Where(o => o.Name != loss));

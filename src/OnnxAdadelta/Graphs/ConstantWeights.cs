@@ -41,14 +41,24 @@ public static class ConstantWeights
     public static IReadOnlyList<string> Promote(GraphProto graph)
     {
         var promoted = new List<string>();
-        foreach (var node in Candidates(graph).ToList())
+        var candidates = Candidates(graph).ToHashSet(ReferenceEqualityComparer.Instance);
+        if (candidates.Count == 0) return promoted;
+        // The node list is rebuilt in one pass (removing nodes one by one would cost the graph's length per node).
+        var kept = new List<NodeProto>(graph.Node.Count - candidates.Count);
+        foreach (var node in graph.Node)
         {
+            if (!candidates.Contains(node))
+            {
+                kept.Add(node);
+                continue;
+            }
             var value = node.Attribute[0].T.Clone();
             value.Name = node.Output[0];
-            graph.Node.Remove(node);
             graph.Initializer.Add(value);
             promoted.Add(value.Name);
         }
+        graph.Node.Clear();
+        graph.Node.AddRange(kept);
         return promoted;
     }
 

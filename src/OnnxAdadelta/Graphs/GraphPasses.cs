@@ -114,10 +114,20 @@ public static class GraphPasses
         var kept = graph.Node.Where(liveNodes.Contains).ToList();
         graph.Node.Clear();
         graph.Node.AddRange(kept);
-        var deadInits = graph.Initializer.Where(t => !live.Contains(t.Name) && !graph.Input.Any(i => i.Name == t.Name)).ToList();
-        foreach (var t in deadInits) graph.Initializer.Remove(t);
+        // Each list is rebuilt in one pass (removing items one by one would cost the list's length per item).
+        var inputs = graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        var keptInits = graph.Initializer.Where(t => live.Contains(t.Name) || inputs.Contains(t.Name)).ToList();
+        if (keptInits.Count != graph.Initializer.Count)
+        {
+            graph.Initializer.Clear();
+            graph.Initializer.AddRange(keptInits);
+        }
         var produced = new HashSet<string>(kept.SelectMany(n => n.Output), StringComparer.Ordinal);
-        var deadInfos = graph.ValueInfo.Where(v => !produced.Contains(v.Name)).ToList();
-        foreach (var v in deadInfos) graph.ValueInfo.Remove(v);
+        var keptInfos = graph.ValueInfo.Where(v => produced.Contains(v.Name)).ToList();
+        if (keptInfos.Count != graph.ValueInfo.Count)
+        {
+            graph.ValueInfo.Clear();
+            graph.ValueInfo.AddRange(keptInfos);
+        }
     }
 }

@@ -61,6 +61,7 @@ public static class OrtArtifactImport
         OpsetImports.Normalize(model, source);
 
         var parameters = RemoveAccumulators(graph, source);
+        var losses = LabelLosses(graph);
         Lowering.Apply(model);
         var values = CollectValues(options);
         BindParameters(graph, parameters, values, source);
@@ -68,7 +69,62 @@ public static class OrtArtifactImport
         Opsets.RaiseForRewrite(model);
         GraphPasses.RemoveDeadCode(graph);
         GraphPasses.TopologicalSort(graph);
+        RecordLabelChecks(model, losses);
         return model;
+    }
+
+    /// <summary>A loss that reads class labels: its scores (classes on axis 1), its labels and its ignore_index (null: none).</summary>
+    private sealed record LabelLoss(string Scores, string Labels, long? IgnoreIndex);
+
+    /// <summary>
+    /// The losses whose input 1 is a class label per sample, before the com.microsoft ones are lowered:
+    /// SoftmaxCrossEntropyLoss and NegativeLogLikelihoodLoss (ignore_index attribute, none by default) and
+    /// com.microsoft SoftmaxCrossEntropyLossInternal (ignore_index input 3, −1 when absent as in ORT's kernel; a loss
+    /// whose ignore_index is not a constant is left out, since what it skips is not known before the run).
+    /// </summary>
+    private static List<LabelLoss> LabelLosses(GraphProto graph)
+    {
+        var constants = graph.Initializer.Where(t => !graph.Input.Any(i => i.Name == t.Name)).GroupBy(t => t.Name)
+            .ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
+        var result = new List<LabelLoss>();
+        foreach (var node in graph.Node)
+        {
+            if (node.Input.Count < 2 || node.Input[1].Length == 0) continue;
+            if (node.Domain is "" or "ai.onnx" && node.OpType is "SoftmaxCrossEntropyLoss" or "NegativeLogLikelihoodLoss")
+                result.Add(new LabelLoss(node.Input[0], node.Input[1], node.Attribute.FirstOrDefault(a => a.Name == "ignore_index")?.I));
+            else if (node.Domain == Lowering.MicrosoftDomain && node.OpType == "SoftmaxCrossEntropyLossInternal")
+            {
+                if (node.Input.Count <= 3 || node.Input[3].Length == 0) result.Add(new LabelLoss(node.Input[0], node.Input[1], -1));
+                else if (constants.TryGetValue(node.Input[3], out var t) && t.DataType == (int)DataType.Int64 && t.ToInt64Array() is [var ignore])
+                    result.Add(new LabelLoss(node.Input[0], node.Input[1], ignore));
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Records a <see cref="LabelCheck"/> for each label loss whose labels are a data input and whose scores have a
+    /// static class axis (shape inference of the imported graph tells it where the model does not declare it), so that
+    /// training checks every batch's labels before ONNX Runtime sees them.
+    /// </summary>
+    private static void RecordLabelChecks(ModelProto model, List<LabelLoss> losses)
+    {
+        if (losses.Count == 0) return;
+        var index = new GraphIndex(model.Graph);
+        IReadOnlyDictionary<string, Runtime.TypeAndShape>? inferred = null;
+        var checks = new List<LabelCheck>();
+        foreach (var loss in losses)
+        {
+            if (!index.Inputs.ContainsKey(loss.Labels) || index.Initializers.ContainsKey(loss.Labels) || checks.Any(c => c.Input == loss.Labels)) continue;
+            long? classes = index.TypeOf(loss.Scores).Dims() is { Count: >= 2 } dims && dims[1] is long declared ? declared : null;
+            if (classes is null)
+            {
+                inferred ??= Gradients.ShapeInference.Infer(model);
+                if (inferred.GetValueOrDefault(loss.Scores)?.Dims is { Length: >= 2 } d && d[1] is { } n) classes = n;
+            }
+            if (classes is > 0) checks.Add(new LabelCheck(loss.Labels, classes.Value, loss.IgnoreIndex));
+        }
+        if (checks.Count > 0) (TrainingGraphInfo.Read(model) with { Labels = checks }).WriteTo(model);
     }
 
     private static bool IsAccumulator(NodeProto n) => n.Domain == Lowering.MicrosoftDomain && n.OpType == AccumulatorOp;

@@ -64,17 +64,18 @@ internal static class ExternalData
         var file = Locate(folder, location, source, where);
         if (!open.TryGetValue(file, out var stream))
         {
-            var kind = SafeFile.KindOf(file);
-            if (kind == FileKind.Missing)
-                throw new OnnxAdadeltaException($"{source}: {where} keeps its data in '{location}', but {file} does not exist.");
-            if (kind != FileKind.Regular)
-                throw new OnnxAdadeltaException(
-                    $"{source}: {where} keeps its data in '{location}', which is {SafeFile.Describe(kind)}; expected a regular file.");
-            try { stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16); }
+            // Opened first, then checked (the opened handle, not the path): a named pipe swapped in cannot block the read.
+            FileKind kind;
+            try { stream = SafeFile.OpenIfRegular(file, out kind); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw new OnnxAdadeltaException($"{source}: cannot read external data file {file} ({OneLine(e.Message)}).", e);
             }
+            if (kind == FileKind.Missing)
+                throw new OnnxAdadeltaException($"{source}: {where} keeps its data in '{location}', but {file} does not exist.");
+            if (stream is null)
+                throw new OnnxAdadeltaException(
+                    $"{source}: {where} keeps its data in '{location}', which is {SafeFile.Describe(kind)}; expected a regular file.");
             open[file] = stream;
         }
 

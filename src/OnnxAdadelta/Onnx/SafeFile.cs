@@ -47,17 +47,7 @@ public static class SafeFile
         var status = default(NativeStatus);
         int rc = followLinks ? NativeStat(path, ref status) : NativeLStat(path, ref status);
         if (rc != 0) return FileKind.Missing;
-        return (status.Mode & 0xF000) switch
-        {
-            0x8000 => FileKind.Regular,
-            0x4000 => FileKind.Directory,
-            0x1000 => FileKind.Fifo,
-            0x2000 => FileKind.CharacterDevice,
-            0x6000 => FileKind.BlockDevice,
-            0xC000 => FileKind.Socket,
-            0xA000 => FileKind.SymbolicLink,
-            _ => FileKind.CharacterDevice,
-        };
+        return KindOfMode(status.Mode);
     }
 
     private static FileKind WindowsKind(string path, bool followLinks)
@@ -107,16 +97,110 @@ public static class SafeFile
         return size;
     }
 
-    /// <summary>Opens a regular file for reading after <see cref="CheckReadable"/>; errors name the file.</summary>
+    /// <summary>
+    /// Opens a regular file for reading; errors name the file. The path is opened first, without blocking (a named
+    /// pipe opened for reading would otherwise wait for a writer), and the opened handle is then checked: what is
+    /// read is what was checked, so no swap of the path between a check and the open can make the read hang.
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">The path is missing, not a regular file, unreadable, or larger than <paramref name="maxBytes"/>.</exception>
     public static FileStream OpenRead(string path, string what, long maxBytes = long.MaxValue)
     {
-        CheckReadable(path, what, maxBytes);
-        try { return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16); }
+        if (string.IsNullOrEmpty(path))
+            throw new OnnxAdadeltaException($"The {what} path is empty; expected the path of a file.");
+        FileStream? stream;
+        FileKind kind;
+        try { stream = OpenIfRegular(path, out kind); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new OnnxAdadeltaException($"{path}: cannot read ({OneLine(e.Message)}).", e);
         }
+        if (kind == FileKind.Missing)
+            throw new OnnxAdadeltaException($"{path}: no such file; expected {Article(what)} {what}.");
+        if (stream is null)
+            throw new OnnxAdadeltaException($"{path}: is {Describe(kind)}; expected {Article(what)} {what} that is a regular file.");
+        long size = stream.Length;
+        if (size > maxBytes)
+        {
+            stream.Dispose();
+            throw new OnnxAdadeltaException($"{path}: the {what} is {size} bytes; expected at most {maxBytes}.");
+        }
+        return stream;
     }
+
+    /// <summary>
+    /// Opens <paramref name="path"/> (following links) for reading if it is a regular file; otherwise returns null
+    /// and says in <paramref name="kind"/> what it is (<see cref="FileKind.Missing"/> when nothing is there). On Unix
+    /// the open does not block (O_NONBLOCK: a named pipe opens at once instead of waiting for a writer) and the kind
+    /// is that of the opened handle (fstat), not of a path that could change in between.
+    /// </summary>
+    /// <exception cref="IOException">The file exists but cannot be opened (the message says why).</exception>
+    /// <exception cref="UnauthorizedAccessException">Permission denied.</exception>
+    public static FileStream? OpenIfRegular(string path, out FileKind kind)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (OperatingSystem.IsWindows())
+        {
+            kind = KindOf(path);
+            if (kind != FileKind.Regular) return null;
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        }
+        int flags = OperatingSystem.IsLinux() ? LinuxReadNonBlocking : BsdReadNonBlocking;
+        int fd = NativeOpen(path, flags);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is ENOENT or ENOTDIR)
+            {
+                kind = FileKind.Missing;
+                return null;
+            }
+            // A Unix socket cannot be opened at all (ENXIO): say what it is rather than the system's reason.
+            if (errno == ENXIO && KindOf(path) is not (FileKind.Regular or FileKind.Missing) and var other)
+            {
+                kind = other;
+                return null;
+            }
+            var reason = Marshal.GetPInvokeErrorMessage(errno);
+            if (errno is EACCES or EPERM) throw new UnauthorizedAccessException(reason);
+            throw new IOException(reason);
+        }
+        var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+        try
+        {
+            var status = default(NativeStatus);
+            if (NativeFStat(fd, ref status) != 0) throw new IOException(Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError()));
+            kind = KindOfMode(status.Mode);
+            if (kind != FileKind.Regular)
+            {
+                handle.Dispose();
+                return null;
+            }
+            // O_NONBLOCK has no effect on regular files: reads block on the disk as usual.
+            return new FileStream(handle, FileAccess.Read, 1 << 16);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    private static FileKind KindOfMode(int mode) => (mode & 0xF000) switch
+    {
+        0x8000 => FileKind.Regular,
+        0x4000 => FileKind.Directory,
+        0x1000 => FileKind.Fifo,
+        0x2000 => FileKind.CharacterDevice,
+        0x6000 => FileKind.BlockDevice,
+        0xC000 => FileKind.Socket,
+        0xA000 => FileKind.SymbolicLink,
+        _ => FileKind.CharacterDevice,
+    };
+
+    // open(2) flags: O_RDONLY (0) | O_NONBLOCK | O_CLOEXEC, as Linux (x86-64, arm64) and the BSDs/macOS number them.
+    private const int LinuxReadNonBlocking = 0x800 | 0x80000;
+    private const int BsdReadNonBlocking = 0x4 | 0x1000000;
+    private const int EPERM = 1, ENOENT = 2, ENXIO = 6, EACCES = 13, ENOTDIR = 20;
 
     /// <summary>
     /// Reads a whole regular file of at most <paramref name="maxBytes"/> bytes. The size is taken before reading and
@@ -268,6 +352,11 @@ public static class SafeFile
 
     [DllImport("libSystem.Native", EntryPoint = "SystemNative_FStat", SetLastError = true)]
     private static extern int NativeFStat(nint fd, ref NativeStatus status);
+
+    // open(2) itself: .NET's own open cannot pass O_NONBLOCK. Declared with its two fixed arguments only (no mode: no
+    // file is created), which every Unix calling convention passes the same way as for the variadic declaration.
+    [DllImport("libc", EntryPoint = "open", SetLastError = true)]
+    private static extern int NativeOpen([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
 
     [DllImport("libSystem.Native", EntryPoint = "SystemNative_LStat", SetLastError = true)]
     private static extern int NativeLStat([MarshalAs(UnmanagedType.LPUTF8Str)] string path, ref NativeStatus status);

@@ -114,6 +114,7 @@ public sealed record StepModelInfo
         ArgumentNullException.ThrowIfNull(model);
         var entry = model.MetadataProps.FirstOrDefault(p => p.Key == MetadataKey);
         if (entry is null) return null;
+        PipelineCounts.ContractParsed();
         StepModelInfo? info;
         try { info = JsonSerializer.Deserialize(entry.Value, MetadataJson.Of<StepModelInfo>()); }
         catch (JsonException e) { throw new OnnxAdadeltaException($"{source}: metadata '{MetadataKey}' is not valid: {OneLine(e.Message)}", e); }

@@ -24,12 +24,25 @@ public static class OrtSessions
     /// <summary>Whether the loaded ONNX Runtime native library includes the CUDA execution provider.</summary>
     public static bool CudaBuilt => OrtEnv.Instance().GetAvailableProviders().Contains(CudaProvider);
 
+    /// <summary>The session configuration key that lists ONNX Runtime graph optimizers to leave out.</summary>
+    public const string DisabledOptimizersKey = "optimization.disable_specified_optimizers";
+
+    /// <summary>
+    /// The optimizers <see cref="Options"/> leaves out: <c>DivMulFusion</c>, which changes the rounding of the update
+    /// (set the same key in sessions of your own that run step models, to keep them bit-identical to the reference).
+    /// </summary>
+    public const string DisabledOptimizers = "DivMulFusion";
+
     /// <summary>Session options for <paramref name="device"/>; throws a clear error when CUDA is not available.</summary>
     public static SessionOptions Options(Device device)
     {
         // Errors are reported by the library as one line each (OrtErrors); ONNX Runtime's own log lines would repeat
         // them on standard error.
         var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
+        // ONNX Runtime's DivMulFusion rewrites Mul(Div(1, x), y) into Div(y, x) where the Div has that one consumer:
+        // y/x rounds differently from y*(1/x), so a learning rate of 1 under legacy decay, lr/(1 + decay*step), used by
+        // one parameter's update (the others in groups) would no longer be what the reference computes, bit for bit.
+        options.AddSessionConfigEntry(DisabledOptimizersKey, DisabledOptimizers);
         if (device != Device.Cuda) return options;
         if (!CudaBuilt)
         {
@@ -58,6 +71,7 @@ public static class OrtSessions
     /// <summary>As <see cref="Create(ModelProto, SessionOptions, string)"/>, with the size above which external data is used.</summary>
     internal static InferenceSession Create(ModelProto model, SessionOptions options, string what, long maxInlineBytes)
     {
+        PipelineCounts.SessionOpened();
         try
         {
             if (ModelIO.SerializedSize(model) <= maxInlineBytes)

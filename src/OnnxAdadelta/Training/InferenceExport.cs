@@ -14,7 +14,15 @@ public static class InferenceExport
     /// With <paramref name="useEma"/> each parameter takes the value of its EMA slot (the model must keep one), rounded to
     /// the parameter's dtype when the slot is stored in float32 (<see cref="AdadeltaOptions.Fp32State"/>).
     /// </summary>
-    public static ModelProto Export(ModelProto checkpoint, IReadOnlyList<string>? outputs = null, bool useEma = false)
+    public static ModelProto Export(ModelProto checkpoint, IReadOnlyList<string>? outputs = null, bool useEma = false) =>
+        Export(checkpoint, outputs, useEma, keepStateInputs: false);
+
+    /// <summary>
+    /// <see cref="Export(ModelProto, IReadOnlyList{string}?, bool)"/>; with <paramref name="keepStateInputs"/> the
+    /// parameters and buffers stay graph inputs (their initializers the defaults), so that a session can be fed a live
+    /// trainer's current values.
+    /// </summary>
+    internal static ModelProto Export(ModelProto checkpoint, IReadOnlyList<string>? outputs, bool useEma, bool keepStateInputs)
     {
         StepModelInfo.Read(checkpoint, "the checkpoint");
         // Each state input gets its value as an initializer of its own name (either format), in a copy.
@@ -52,7 +60,7 @@ public static class InferenceExport
         var parameters = info.Parameters.ToHashSet(StringComparer.Ordinal);
         var state = info.State.Where(s => s.Kind is not (StateKind.Parameter or StateKind.Buffer)).Select(s => s.Input).ToHashSet(StringComparer.Ordinal);
         var buffers = info.State.Where(s => s.Kind == StateKind.Buffer).Select(s => s.Input).ToHashSet(StringComparer.Ordinal);
-        foreach (var input in graph.Input.Where(i => parameters.Contains(i.Name) || state.Contains(i.Name) || buffers.Contains(i.Name)).ToList()) graph.Input.Remove(input);
+        foreach (var input in graph.Input.Where(i => state.Contains(i.Name) || (!keepStateInputs && (parameters.Contains(i.Name) || buffers.Contains(i.Name)))).ToList()) graph.Input.Remove(input);
         GraphPasses.RemoveDeadCode(graph);
         var used = graph.Node.SelectMany(n => n.Input.Concat(GraphPasses.OuterScopeInputs(n))).Concat(chosen).ToHashSet(StringComparer.Ordinal);
         foreach (var input in graph.Input.Where(i => !used.Contains(i.Name)).ToList()) graph.Input.Remove(input);
@@ -86,14 +94,26 @@ public static class InferenceExport
 
     private static List<string> DefaultOutputs(GraphIndex index, StepModelInfo info)
     {
+        var (chosen, labels) = OutputsAndLabels(index, info);
+        if (chosen.Count == 0)
+            throw new OnnxAdadeltaException($"Every output of the model needs a label input ({string.Join(", ", labels)}); name the outputs to keep with --output NAME.");
+        return chosen;
+    }
+
+    /// <summary>
+    /// The outputs export keeps by default (those that need no label input; possibly none) and the label inputs (data
+    /// inputs that only the loss reads) of a step model.
+    /// </summary>
+    internal static (List<string> Outputs, HashSet<string> Labels) OutputsAndLabels(ModelProto stepModel, StepModelInfo info) =>
+        OutputsAndLabels(new GraphIndex(stepModel.Graph), info);
+
+    private static (List<string> Outputs, HashSet<string> Labels) OutputsAndLabels(GraphIndex index, StepModelInfo info)
+    {
         var data = info.DataInputs.ToHashSet(StringComparer.Ordinal);
         var needs = info.Outputs.ToDictionary(o => o, o => DataInputsOf(index, o, data), StringComparer.Ordinal);
         var others = needs.Where(n => n.Key != info.Loss).SelectMany(n => n.Value).ToHashSet(StringComparer.Ordinal);
         var labels = needs.GetValueOrDefault(info.Loss, []).Where(d => !others.Contains(d)).ToHashSet(StringComparer.Ordinal);
-        var chosen = info.Outputs.Where(o => !needs[o].Overlaps(labels)).ToList();
-        if (chosen.Count == 0)
-            throw new OnnxAdadeltaException($"Every output of the model needs a label input ({string.Join(", ", labels)}); name the outputs to keep with --output NAME.");
-        return chosen;
+        return (info.Outputs.Where(o => !needs[o].Overlaps(labels)).ToList(), labels);
     }
 
     private static HashSet<string> DataInputsOf(GraphIndex index, string value, HashSet<string> data)

@@ -61,14 +61,19 @@ public sealed class Trainer : IDisposable
         public OrtValue? Spare { get; set; }
     }
 
-    private readonly InferenceSession _session;
+    private InferenceSession _session;
     private readonly RunOptions _run = new() { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
     private readonly OrtMemoryInfo _deviceMemory;
     private readonly Slot[] _slots;
     private readonly string[] _hostOutputs;
     private readonly Dictionary<string, OrtValue> _hostBuffers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (long[] Shape, OrtValue Value)> _dataBuffers = new(StringComparer.Ordinal);
-    private readonly IReadOnlyDictionary<string, NodeMetadata> _inputMetadata;
+    private IReadOnlyDictionary<string, NodeMetadata> _inputMetadata;
+    private readonly TrainerOptions _options;
+    // Undo of the last step: the ping-pong bindings keep the previous value of every state tensor not updated in place;
+    // the tensors updated in place (the fused update's parameters and slots) are copied here before each step.
+    private Dictionary<TensorElementType, byte[]>? _snapshot;
+    private bool _undoable;
     private readonly Dictionary<TensorElementType, FlatTensorBuffer> _stateBuffers = [];
     private readonly Dictionary<TensorElementType, FlatTensorBuffer> _spareBuffers = [];
     private readonly Dictionary<TensorElementType, FlatTensorBuffer> _gradientBuffers = [];
@@ -85,6 +90,7 @@ public sealed class Trainer : IDisposable
     public Trainer(ModelProto stepModel, TrainerOptions? options = null)
     {
         options ??= new TrainerOptions();
+        _options = options;
         // Older step models (state values in initializers named as the inputs) are upgraded, so checkpoints are format 2.
         Model = StepModelState.Upgrade(stepModel);
         Info = StepModelInfo.Read(Model, "the model");
@@ -98,28 +104,15 @@ public sealed class Trainer : IDisposable
         UpdateDescription = Update == UpdateMode.Fused
             ? $"fused ({FusedUpdate.Domain}.{FusedUpdate.OpType}, parameters and state in place)"
             : "graph (standard ONNX ops, state ping-pong)";
-        using (var sessionOptions = OrtSessions.Options(Device))
+        if (options.Threads is < 1) throw new ArgumentException($"Invalid thread count: {options.Threads} (expected at least 1).");
+        if (options.ProfilePath is { } profile)
         {
-            if (options.Threads is { } threads)
-            {
-                if (threads < 1) throw new ArgumentException($"Invalid thread count: {threads} (expected at least 1).");
-                sessionOptions.IntraOpNumThreads = threads;
-            }
-            if (options.ProfilePath is { } profile)
-            {
-                _profilePath = Path.GetFullPath(profile);
-                var dir = Path.GetDirectoryName(_profilePath)!;
-                if (!Directory.Exists(dir))
-                    throw new OnnxAdadeltaException($"Profile {profile}: the folder {dir} does not exist.");
-                sessionOptions.EnableProfiling = true;
-                // ONNX Runtime appends its own suffix to this prefix; in the target's folder, so the final move is a rename.
-                sessionOptions.ProfileOutputPathPrefix = Path.Combine(dir, $".{Path.GetFileName(_profilePath)}.{Environment.ProcessId}.ort-profile");
-            }
-            options.ConfigureSession?.Invoke(sessionOptions);
-            if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions, Device);
-            var sessionModel = StepModelState.WithoutValues(Model, Info);
-            _session = OrtSessions.Create(Update == UpdateMode.Fused ? FusedUpdate.Swap(sessionModel) : sessionModel, sessionOptions, "the step model");
+            _profilePath = Path.GetFullPath(profile);
+            var dir = Path.GetDirectoryName(_profilePath)!;
+            if (!Directory.Exists(dir))
+                throw new OnnxAdadeltaException($"Profile {profile}: the folder {dir} does not exist.");
         }
+        _session = OpenSession(Model, Info);
         _deviceMemory = OrtSessions.DeviceMemory(Device);
         _inputMetadata = _session.InputMetadata;
         foreach (var check in Info.LabelChecks(Model)) _labels.TryAdd(check.Input, check);
@@ -138,6 +131,23 @@ public sealed class Trainer : IDisposable
         }
         // A negative counter was refused above by ValidateState.
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
+    }
+
+    // The session of a step model, with the trainer's options (device, threads, profiling, the fused op).
+    private InferenceSession OpenSession(ModelProto model, StepModelInfo info)
+    {
+        using var sessionOptions = OrtSessions.Options(Device);
+        if (_options.Threads is { } threads) sessionOptions.IntraOpNumThreads = threads;
+        if (_profilePath is not null)
+        {
+            sessionOptions.EnableProfiling = true;
+            // ONNX Runtime appends its own suffix to this prefix; in the target's folder, so the final move is a rename.
+            sessionOptions.ProfileOutputPathPrefix = Path.Combine(Path.GetDirectoryName(_profilePath)!, $".{Path.GetFileName(_profilePath)}.{Environment.ProcessId}.ort-profile");
+        }
+        _options.ConfigureSession?.Invoke(sessionOptions);
+        if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions, Device);
+        var sessionModel = StepModelState.WithoutValues(model, info);
+        return OrtSessions.Create(Update == UpdateMode.Fused ? FusedUpdate.Swap(sessionModel) : sessionModel, sessionOptions, "the step model");
     }
 
     /// <summary>
@@ -220,10 +230,10 @@ public sealed class Trainer : IDisposable
     public string UpdateDescription { get; }
 
     /// <summary>The step model this trainer runs, in format 2 (its initializers hold the state it started from; see <see cref="StepModelState"/>).</summary>
-    public ModelProto Model { get; }
+    public ModelProto Model { get; private set; }
 
     /// <summary>The step model's contract.</summary>
-    public StepModelInfo Info { get; }
+    public StepModelInfo Info { get; private set; }
 
     /// <summary>The execution provider.</summary>
     public Device Device { get; }
@@ -242,14 +252,26 @@ public sealed class Trainer : IDisposable
     public float Step(IReadOnlyDictionary<string, (byte[] Data, long[] Shape)> batch, bool stateToHost = false)
     {
         ArgumentNullException.ThrowIfNull(batch);
+        return Step(Batch.FromRaw(batch), stateToHost);
+    }
+
+    /// <summary>
+    /// Runs one training step on <paramref name="batch"/> (a tensor per data input, or rows of a dataset gathered
+    /// straight into the bound input buffers); returns the loss. With <paramref name="stateToHost"/> the new state is
+    /// written to CPU memory so it can be read.
+    /// </summary>
+    public float Step(Batch batch, bool stateToHost = false)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        if (batch.Dataset is { } dataset) return Step(dataset, batch.RowIndices, stateToHost);
         foreach (var name in Info.DataInputs)
         {
-            if (!batch.TryGetValue(name, out var data))
+            if (!batch.Tensors.TryGetValue(name, out var data))
                 throw new OnnxAdadeltaException($"The batch has no value for data input '{name}'.");
             var target = DataBuffer(name, data.Shape).GetTensorMutableRawData();
             if (target.Length != data.Data.Length)
                 throw new OnnxAdadeltaException($"Data input '{name}': {data.Data.Length} bytes for shape [{string.Join(",", data.Shape)}], expected {target.Length}.");
-            data.Data.CopyTo(target);
+            data.Data.Span.CopyTo(target);
         }
         return Run(stateToHost);
     }
@@ -280,6 +302,12 @@ public sealed class Trainer : IDisposable
     private float Run(bool stateToHost)
     {
         bool toHost = stateToHost && Device != Device.Cpu;
+        _undoable = false;
+        if (KeepUndo && Device == Device.Cpu && _slots.Any(s => ReferenceEquals(s.Current, s.Spare)))
+        {
+            _snapshot ??= _stateBuffers.ToDictionary(b => b.Key, b => new byte[b.Value.Bytes.Length]);
+            foreach (var (type, buffer) in _stateBuffers) buffer.Bytes.CopyTo(_snapshot[type]);
+        }
         if (_pingPong is not null && !toHost)
         {
             var binding = _pingPong[_parity];
@@ -293,7 +321,96 @@ public sealed class Trainer : IDisposable
             StepWithFreshBinding(toHost);
         }
         Iteration++;
+        // The previous state is the other side of the ping-pong (plus the snapshot of what was updated in place).
+        _undoable = KeepUndo && Device == Device.Cpu && _pingPong is not null;
         return ReadLoss();
+    }
+
+    /// <summary>
+    /// Whether each step keeps what <see cref="UndoLastStep"/> needs (CPU only). With the graph update the previous state
+    /// is the spare side of the ping-pong buffers, at no cost; with the fused update, which writes parameters and slots in
+    /// place, the flat state buffers are copied (one copy per element type) before each step. Default false.
+    /// </summary>
+    public bool KeepUndo { get; set; }
+
+    /// <summary>Whether <see cref="UndoLastStep"/> can run: the last step ran with <see cref="KeepUndo"/> on the CPU and was not undone yet.</summary>
+    public bool CanUndo => _undoable;
+
+    /// <summary>
+    /// Puts back the parameters and optimizer state from before the last step (one level: the step just taken). With
+    /// <paramref name="keepCounter"/> the iteration counter keeps its advanced value, so the next step takes the next batch
+    /// and the schedule moves on (a skipped step); otherwise the counter goes back too.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No step to undo (see <see cref="CanUndo"/>).</exception>
+    public void UndoLastStep(bool keepCounter = false)
+    {
+        if (!_undoable) throw new InvalidOperationException("No step to undo: undo follows a step run with KeepUndo on the CPU, once.");
+        _undoable = false;
+        if (_snapshot is not null)
+            foreach (var (type, bytes) in _snapshot) bytes.CopyTo(_stateBuffers[type].Bytes);
+        // Every ping-pong binding reads one side and writes the other: swapping back and flipping the parity rewinds it.
+        foreach (var s in _slots)
+            if (!ReferenceEquals(s.Current, s.Spare)) (s.Current, s.Spare) = (s.Spare!, s.Current);
+        _parity ^= 1;
+        if (keepCounter)
+        {
+            var counter = _slots.Single(s => s.Binding.Kind == StateKind.Iterations);
+            BitConverter.TryWriteBytes(counter.Current.GetTensorMutableRawData(), Iteration);
+        }
+        else Iteration--;
+    }
+
+    /// <summary>
+    /// The first state tensor (parameter, slot or buffer) holding a NaN or infinity, or null when all are finite. On a GPU
+    /// only state in host memory can be read: there it returns null unless the last step ran with <c>stateToHost</c>.
+    /// </summary>
+    public string? FindNonFinite()
+    {
+        foreach (var s in _slots)
+        {
+            if (s.Binding.Kind == StateKind.Iterations) continue;
+            if (Device != Device.Cpu && s.CurrentOnDevice) continue;
+            if (!NonFinite.AllFinite(s.Current)) return s.Binding.Input;
+        }
+        return null;
+    }
+
+    /// <summary>The learning rate of the step run at counter value <paramref name="iteration"/> (the schedule, evaluated on the host).</summary>
+    public float LearningRateAt(long iteration) => Info.Optimizer.LearningRateAt(iteration);
+
+    /// <summary>The OrtValue currently holding state input <paramref name="name"/> (valid until the next step).</summary>
+    internal OrtValue CurrentValue(string name) =>
+        _slots.FirstOrDefault(s => s.Binding.Input == name)?.Current ?? throw new ArgumentException($"'{name}' is not a state input of the model.", nameof(name));
+
+    /// <summary>
+    /// Rebuilds the step model's update from <paramref name="options"/> (see <see cref="OptimizerChange"/>) and goes on from
+    /// the current parameters, accumulators and counter, which stay in their buffers: only the session is replaced. CPU
+    /// only, and not while profiling (the new session would start a new profile).
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">The new options change the optimizer's state tensors (write a checkpoint and resume from it instead).</exception>
+    public void ChangeOptimizer(AdadeltaOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (Device != Device.Cpu) throw new InvalidOperationException("ChangeOptimizer runs on the CPU device only.");
+        if (_profilePath is not null) throw new InvalidOperationException("ChangeOptimizer can't run while the session is profiled.");
+        var next = OptimizerChange.Apply(Checkpoint(), Info, options);
+        var nextInfo = StepModelInfo.Read(next, "the rewritten model");
+        if (Update == UpdateMode.Fused && FusedUpdate.Unsupported(nextInfo, Device) is { } unsupported)
+            throw new OnnxAdadeltaException($"The new optimizer settings can't run in the fused op: {unsupported}.");
+        static string Key(StateBinding s) => $"{s.Input}>{s.Output}:{s.Kind}";
+        if (!nextInfo.State.Select(Key).SequenceEqual(Info.State.Select(Key)))
+            throw new OnnxAdadeltaException("The new optimizer settings change the optimizer's state tensors; write a checkpoint and resume from it with the new settings.");
+        var session = OpenSession(next, nextInfo);
+        // Before the first step the bindings don't exist yet (the first step makes them, with its output buffers).
+        bool rebind = _pingPong is not null;
+        DisposePingPong();
+        _session.Dispose();
+        _session = session;
+        _inputMetadata = _session.InputMetadata;
+        Model = next;
+        Info = nextInfo;
+        _undoable = false;
+        if (rebind) BuildPingPong();
     }
 
     private void StepWithFreshBinding(bool toHost)

@@ -30,7 +30,23 @@ public sealed record TrainingRunOptions
 /// <param name="Loss">The step's loss (computed before the update).</param>
 /// <param name="LearningRate">The learning rate the step used.</param>
 /// <param name="ElapsedSeconds">Seconds since the run started.</param>
-public sealed record StepReport(long Iteration, int Step, int Steps, float Loss, float LearningRate, double ElapsedSeconds);
+public sealed record StepReport(long Iteration, int Step, int Steps, float Loss, float LearningRate, double ElapsedSeconds)
+{
+    /// <summary>The epoch of the step, from 1, counted from the optimizer's counter (so it continues on resume).</summary>
+    public long Epoch { get; init; } = 1;
+
+    /// <summary>The step's place in its epoch, from 1.</summary>
+    public long StepInEpoch { get; init; } = 1;
+
+    /// <summary>Steps in an epoch.</summary>
+    public long StepsPerEpoch { get; init; } = 1;
+
+    /// <summary>The mean loss of this epoch's steps so far in this run (skipped steps left out): what a progress bar shows.</summary>
+    public double RunningLoss { get; init; } = double.NaN;
+
+    /// <summary>Whether the step's update was undone because its loss or state was not finite (<see cref="NonFinitePolicy.Skip"/>).</summary>
+    public bool Skipped { get; init; }
+}
 
 /// <summary>Trains a step model on a dataset for a number of steps.</summary>
 public static class TrainingRun
@@ -48,6 +64,14 @@ public static class TrainingRun
     {
         var rows = plan.RowsForStep(iteration);
         return inputs.ToDictionary(n => n, n => data.Gather(n, rows), StringComparer.Ordinal);
+    }
+
+    /// <summary>The batch of global iteration <paramref name="iteration"/> as dataset rows (gathered when a trainer binds it).</summary>
+    public static Batch BatchAt(Dataset data, BatchPlan plan, long iteration)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(plan);
+        return Batch.FromRows(data, plan.RowsForStep(iteration));
     }
 
     /// <summary>
@@ -73,19 +97,65 @@ public static class TrainingRun
     }
 }
 
-/// <summary>Writes the per-step CSV log (step, loss, learning rate, elapsed seconds) atomically when completed.</summary>
-public sealed class StepLog
+/// <summary>
+/// Streams one CSV row per step to a file, flushed as it goes: <c>step,epoch,loss,learning_rate,elapsed_seconds</c>,
+/// then <c>val_loss,val_accuracy,val_mse</c>, filled on the steps where an evaluation ran (empty otherwise). The row of a
+/// step is written when the next step ends (or the run ends), so that an evaluation after the step lands in its row.
+/// </summary>
+public sealed class CsvLog : TrainingCallback, IDisposable
 {
-    private readonly System.Text.StringBuilder _rows = new("step,loss,learning_rate,elapsed_seconds\n");
+    /// <summary>The header row.</summary>
+    public const string Header = "step,epoch,loss,learning_rate,elapsed_seconds,val_loss,val_accuracy,val_mse";
 
-    /// <summary>Appends one step.</summary>
-    public void Add(StepReport r) => _rows.Append(CultureInfo.InvariantCulture,
-        $"{r.Iteration},{r.Loss.ToString("R", CultureInfo.InvariantCulture)},{r.LearningRate.ToString("R", CultureInfo.InvariantCulture)},{r.ElapsedSeconds.ToString("F6", CultureInfo.InvariantCulture)}\n");
+    private readonly StreamWriter _writer;
+    private StepReport? _pending;
+    private readonly Dictionary<long, IReadOnlyDictionary<string, double>> _metrics = [];
 
-    /// <summary>Writes the log to <paramref name="path"/> (temporary file, then rename).</summary>
-    public void Save(string path) => AtomicFile.Write(path, s =>
+    /// <summary>Creates (or truncates) <paramref name="path"/> and writes the header.</summary>
+    /// <exception cref="OnnxAdadeltaException">The path is not a regular file or a new path.</exception>
+    public CsvLog(string path)
     {
-        using var w = new StreamWriter(s, leaveOpen: true);
-        w.Write(_rows);
-    });
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        SafeFile.CheckWritable(path, "step log");
+        _writer = new StreamWriter(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read));
+        _writer.WriteLine(Header);
+        _writer.Flush();
+    }
+
+    /// <summary>Adds one step (written when the next one comes, or at the end).</summary>
+    public void Add(StepReport step)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        WritePending();
+        _pending = step;
+    }
+
+    /// <inheritdoc/>
+    public override void OnStepEnd(FitContext context, StepReport step) => Add(step);
+
+    /// <inheritdoc/>
+    public override void OnValidation(FitContext context, ValidationReport validation) => _metrics[validation.Iteration] = validation.Metrics;
+
+    /// <inheritdoc/>
+    public override void OnTrainEnd(FitContext context) => WritePending();
+
+    private void WritePending()
+    {
+        if (_pending is not { } r) return;
+        static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+        _metrics.Remove(r.Iteration, out var metrics);
+        string M(string name) => metrics is not null && metrics.TryGetValue(name, out var v) ? F(v) : "";
+        _writer.WriteLine(string.Join(',', r.Iteration.ToString(CultureInfo.InvariantCulture), r.Epoch.ToString(CultureInfo.InvariantCulture),
+            r.Loss.ToString("R", CultureInfo.InvariantCulture), r.LearningRate.ToString("R", CultureInfo.InvariantCulture),
+            r.ElapsedSeconds.ToString("F6", CultureInfo.InvariantCulture), M("val_loss"), M("val_accuracy"), M("val_mse")));
+        _writer.Flush();
+        _pending = null;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        WritePending();
+        _writer.Dispose();
+    }
 }

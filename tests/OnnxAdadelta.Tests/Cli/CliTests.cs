@@ -59,10 +59,10 @@ public class CliTests : IDisposable
         Assert.True(r.ExitCode == 0, r.Err);
         Assert.Contains("loss", r.Out);
         var rows = File.ReadAllLines(log);
-        Assert.Equal("step,loss,learning_rate,elapsed_seconds", rows[0]);
+        Assert.Equal(OnnxAdadelta.Training.CsvLog.Header, rows[0]);
         Assert.Equal(31, rows.Length);
         Assert.Equal("1", rows[1].Split(',')[0]);
-        Assert.Equal("1", rows[1].Split(',')[2]);
+        Assert.Equal("1", rows[1].Split(',')[3]);
         Assert.Equal(30L, TestData.ValuesByName(ModelIO.Load(ckpt))["Opt/iterations"].ToInt64Array()[0]);
 
         r = CliRunner.Run("verify", ckpt, "--data", Data(), "--steps", "20", "--batch-size", "16");
@@ -209,7 +209,7 @@ public class CliTests : IDisposable
         var step = _dir.File("step.onnx");
         Assert.Equal(0, CliRunner.Run("rewrite", TrainingGraph(), "-o", step).ExitCode);
         var output = _dir.File("ckpt.onnx");
-        AssertOneLineError(CliRunner.Run("train", step, "--data", Data(), "--steps", "2", "--lr", "0.5", "-o", output), "already a training-step model", output);
+        AssertOneLineError(CliRunner.Run("train", step, "--data", Data(), "--steps", "2", "--clipnorm", "0.5", "-o", output), "--clipnorm is fixed in it", output);
     }
 
     [OnnxAdadelta.Tests.Training.WithoutCudaFact]

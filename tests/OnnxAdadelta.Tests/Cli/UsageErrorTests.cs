@@ -61,7 +61,7 @@ public class UsageErrorTests
     {
         var r = CliRunner.Run("train", "--help");
         Assert.Equal(0, r.ExitCode);
-        Assert.Contains("Exit codes: 0 ok, 1 bad input or failed verify, 2 usage error, 130 interrupted.", r.Out);
+        Assert.Contains("Exit codes: 0 ok, 1 bad input or failed verify, 2 usage error, 3 training stopped on NaN/Inf, 130 interrupted (SIGINT), 143 terminated (SIGTERM).", r.Out);
     }
 }
 

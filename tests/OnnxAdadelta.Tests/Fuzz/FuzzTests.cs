@@ -45,7 +45,8 @@ public sealed record FuzzCase(FuzzVerb Verb, int ModelMutation, int DataMutation
 /// <summary>
 /// Structured mutation of the shipped models and data (CsCheck drives the choice; each mutation is a model or data file
 /// a careless or hostile user could hand us). Every input must meet the contract: exit 0 with a valid output, or exit 1
-/// with one <c>onnx-adadelta: error:</c> line and no output; never an escaping exception (a stack trace), a hang or a
+/// with one <c>onnx-adadelta: error:</c> line and no output (or, for <c>train</c> stopped on a NaN or infinity, exit 3
+/// with one error line and the last finite state written); never an escaping exception (a stack trace), a hang or a
 /// stray file. The CLI runs in-process; a few inputs that could only fail at the process level run in a child process.
 /// </summary>
 /// <remarks>
@@ -202,8 +203,17 @@ public class FuzzTests
                 Assert.DoesNotContain("   at ", outText.ToString());
                 if (output is not null) Assert.False(File.Exists(output), $"{c}: exit 1 but {output} was written");
                 break;
+            case 3:
+                // train stopped on a NaN or infinity: one error line naming the step, and the last finite state written.
+                Assert.Equal(FuzzVerb.Train, c.Verb);
+                Assert.StartsWith("onnx-adadelta: error: ", Assert.Single(lines, l => !l.StartsWith("onnx-adadelta: warning: ", StringComparison.Ordinal)));
+                Assert.True(output is not null && File.Exists(output), $"{c}: exit 3 without {output}");
+                using (var trainer = new OnnxAdadelta.Training.Trainer(ModelIO.Load(output)))
+                    Assert.Null(trainer.FindNonFinite());
+                after.Remove(Path.GetFileName(output));
+                break;
             default:
-                Assert.Fail($"{c}: exit code {code}; expected 0 or 1 ({Describe(c)}): {errText}");
+                Assert.Fail($"{c}: exit code {code}; expected 0, 1 or 3 ({Describe(c)}): {errText}");
                 break;
         }
         Assert.True(before.SetEquals(after), $"{c}: stray files: {string.Join(", ", after.Except(before))}");

@@ -16,8 +16,8 @@ public enum UpdateMode
 {
     /// <summary>
     /// The fused op <c>ai.onnxadadelta.AdadeltaUpdate</c>: one multi-tensor node updates every parameter in one pass over
-    /// memory, with parameters and state bound in place. The default where the op is available (CPU; not with clipnorm
-    /// or global_clipnorm).
+    /// memory, with parameters and state bound in place. Opt-in; not with clipnorm or global_clipnorm. On CUDA a
+    /// generated PTX kernel (<see cref="UpdatePtx"/>) that has not yet run on a GPU.
     /// </summary>
     Fused,
 

@@ -105,6 +105,9 @@ public sealed class UpdateProgram
     /// <summary>Vector registers (the inputs first).</summary>
     public int VectorRegisters { get; }
 
+    /// <summary>The elementwise instructions, in order (for the CUDA kernel's PTX, <see cref="UpdatePtx"/>).</summary>
+    internal IReadOnlyList<UpdateInstruction> VectorCode => _vector;
+
     /// <summary>The elementwise instructions per element (a measure of the work, for tests and the benchmark).</summary>
     public int VectorInstructionCount => _vector.Length;
 

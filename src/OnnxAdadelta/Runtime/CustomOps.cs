@@ -216,6 +216,12 @@ public sealed record CustomOpDefinition(string Name, string? ExecutionProvider, 
 {
     /// <summary>The attribute mapping each output to the input whose type and shape it copies.</summary>
     public const string OutputSourcesAttribute = "output_sources";
+
+    /// <summary>
+    /// How many leading inputs the kernel reads in CPU memory even on a device provider (ONNX Runtime copies them there;
+    /// the fused update's iteration counter). 0 (the default) leaves every input where the provider puts it.
+    /// </summary>
+    public int HostInputs { get; init; }
 }
 
 /// <summary>
@@ -251,20 +257,24 @@ public static unsafe class CustomOps
     private static readonly Dictionary<string, IntPtr> Domains = new(StringComparer.Ordinal);
 
     /// <summary>Adds the custom-op domain <paramref name="domain"/> with <paramref name="ops"/> to <paramref name="options"/>.</summary>
-    /// <remarks>The first call for a domain fixes its ops for the process; later calls must pass the same op names.</remarks>
+    /// <remarks>
+    /// The first call for a domain and set of (op, provider) pairs fixes its ops for the process; later calls with the
+    /// same pairs reuse them. Different pairs (a CPU and a CUDA kernel of the op) are separate native domains.
+    /// </remarks>
     public static void Register(SessionOptions options, string domain, IReadOnlyList<CustomOpDefinition> ops)
     {
         ArgumentNullException.ThrowIfNull(options);
         IntPtr handle;
         lock (Domains)
         {
-            if (!Domains.TryGetValue(domain, out handle))
+            var key = domain + "|" + string.Join(",", ops.Select(o => $"{o.Name}@{o.ExecutionProvider}"));
+            if (!Domains.TryGetValue(key, out handle))
             {
                 var name = Utf8(domain);
                 OrtNative.Check(((delegate* unmanaged<IntPtr, IntPtr*, IntPtr>)OrtNative.Api.CreateCustomOpDomain)(name, &handle), $"CreateCustomOpDomain({domain})");
                 foreach (var op in ops)
                     OrtNative.Check(((delegate* unmanaged<IntPtr, IntPtr, IntPtr>)OrtNative.Api.CustomOpDomain_Add)(handle, Build(op)), $"CustomOpDomain_Add({op.Name})");
-                Domains[domain] = handle;
+                Domains[key] = handle;
             }
         }
         OrtNative.Check(((delegate* unmanaged<IntPtr, IntPtr, IntPtr>)OrtNative.Api.AddCustomOpDomain)(options.DangerousGetHandle(), handle), $"AddCustomOpDomain({domain})");
@@ -314,7 +324,8 @@ public static unsafe class CustomOps
     [UnmanagedCallersOnly] private static int UndefinedType(NativeOp* op, nuint index) => 0;
     [UnmanagedCallersOnly] private static nuint One(NativeOp* op) => 1;
     [UnmanagedCallersOnly] private static int VariadicCharacteristic(NativeOp* op, nuint index) => Variadic;
-    [UnmanagedCallersOnly] private static int DefaultMemory(NativeOp* op, nuint index) => 0;
+    // OrtMemTypeCPUInput (-2) for the definition's leading host inputs, else OrtMemTypeDefault (0).
+    [UnmanagedCallersOnly] private static int DefaultMemory(NativeOp* op, nuint index) => index < (nuint)DefinitionOf(op).HostInputs ? -2 : 0;
     [UnmanagedCallersOnly] private static int MinArity(NativeOp* op) => 1;
     [UnmanagedCallersOnly] private static int Heterogeneous(NativeOp* op) => 0;
     [UnmanagedCallersOnly] private static int StartVersion(NativeOp* op) => 1;

@@ -7,6 +7,7 @@ using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Runtime;
+using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Training;
 
@@ -15,8 +16,8 @@ public enum UpdateMode
 {
     /// <summary>
     /// The fused op <c>ai.onnxadadelta.AdadeltaUpdate</c>: one multi-tensor node updates every parameter in one pass over
-    /// memory, with parameters and state bound in place. The default where the op is available (CPU; not with clipnorm
-    /// or global_clipnorm).
+    /// memory, with parameters and state bound in place. Opt-in; not with clipnorm or global_clipnorm. On CUDA a
+    /// generated PTX kernel (<see cref="UpdatePtx"/>) that has not yet run on a GPU.
     /// </summary>
     Fused,
 
@@ -60,16 +61,36 @@ public static class FusedUpdate
     public sealed record ConfigParameter(string Name, bool Master);
 
     /// <summary>Why the fused op cannot run <paramref name="info"/>'s update on <paramref name="device"/>, or null when it can.</summary>
+    /// <remarks>
+    /// On <see cref="Device.Cuda"/> the op needs the NVIDIA driver library and an ONNX Runtime with the CUDA execution
+    /// provider (<see cref="CudaUnavailable"/>), and every parameter's program must have a PTX form (<see cref="UpdatePtx.Unsupported"/>).
+    /// </remarks>
     public static string? Unsupported(StepModelInfo info, Device device)
     {
-        if (device != Device.Cpu) return $"the fused op has no {device} kernel that has been verified on a GPU";
+        ArgumentNullException.ThrowIfNull(info);
+        if (device == Device.Cuda && CudaUnavailable() is { } cuda) return cuda;
         var options = info.Optimizer;
         try
         {
-            foreach (var p in info.Parameters) UpdateProgram.Record(options, p);
+            foreach (var p in info.Parameters)
+            {
+                var program = UpdateProgram.Record(options, p);
+                if (device == Device.Cuda && UpdatePtx.Unsupported(program) is { } why) return $"the fused op's CUDA kernel cannot update parameter '{p}': {why}";
+            }
             return null;
         }
         catch (NotSupportedException e) { return e.Message; }
+    }
+
+    /// <summary>
+    /// Why the fused op's CUDA kernel cannot run in this process (no NVIDIA driver library, or an ONNX Runtime without the
+    /// CUDA execution provider), or null when both are present.
+    /// </summary>
+    public static string? CudaUnavailable()
+    {
+        if (CudaDriver.Unavailable is { } driver) return $"the fused op's CUDA kernel needs the NVIDIA driver: {driver}";
+        if (!OrtSessions.CudaBuilt) return $"the fused op's CUDA kernel needs ONNX Runtime's {OrtSessions.CudaProvider}, which the loaded ONNX Runtime does not have";
+        return null;
     }
 
     /// <summary>
@@ -128,24 +149,29 @@ public static class FusedUpdate
         return model;
     }
 
-    /// <summary>Adds the fused op's domain (with its CPU kernel) to <paramref name="options"/>.</summary>
-    public static void Register(SessionOptions options) =>
-        CustomOps.Register(options, Domain, [new CustomOpDefinition(OpType, null, info => new CpuKernel(info.GetString(ConfigAttribute)))]);
-
-    // The CPU kernel: parameters are cut into chunks, the chunks spread over ORT's intra-op threads, and each chunk runs
-    // the parameter's program block by block (float16/bfloat16 values widened into and narrowed out of float32 blocks).
-    private sealed unsafe class CpuKernel : CustomOpKernel
+    /// <summary>
+    /// Adds the fused op's domain to <paramref name="options"/>: its CPU kernel, or on <see cref="Device.Cuda"/> its CUDA
+    /// kernel (registered for <see cref="OrtSessions.CudaProvider"/>, the iteration counter read from CPU memory).
+    /// </summary>
+    public static void Register(SessionOptions options, Device device = Device.Cpu)
     {
-        private const int ChunkSize = 64 * UpdateProgram.BlockSize;
+        if (device == Device.Cuda)
+            CustomOps.Register(options, Domain, [new CustomOpDefinition(OpType, OrtSessions.CudaProvider, info => new CudaKernel(info.GetString(ConfigAttribute))) { HostInputs = 1 }]);
+        else
+            CustomOps.Register(options, Domain, [new CustomOpDefinition(OpType, null, info => new CpuKernel(info.GetString(ConfigAttribute)))]);
+    }
 
-        private readonly ConfigParameter[] _parameters;
-        private readonly UpdateProgram[] _programs;
-        private readonly float[][] _scalars;
+    private readonly record struct Tensors(KernelTensor[] In, KernelTensor[] Out, KernelTensor? Stored, KernelTensor? StoredOut, long Length);
+
+    // What both kernels share: the node's configuration, each parameter's program, and reading the node's tensors.
+    private abstract unsafe class FusedKernel : CustomOpKernel
+    {
+        protected readonly ConfigParameter[] _parameters;
+        protected readonly UpdateProgram[] _programs;
+        protected readonly float[][] _scalars;
         private readonly int _slots;
 
-        [ThreadStatic] private static float[]? _scratch;
-
-        public CpuKernel(string config)
+        protected FusedKernel(string config)
         {
             var c = JsonSerializer.Deserialize(config, FusedUpdateJson.Default.Config) ?? throw new OnnxAdadeltaException($"{OpType}: attribute '{ConfigAttribute}' is empty.");
             var options = c.Optimizer.Validate();
@@ -155,15 +181,13 @@ public static class FusedUpdate
             _slots = UpdateChain.Slots(options.Chain()).Count;
         }
 
-        private readonly record struct Tensors(KernelTensor[] In, KernelTensor[] Out, KernelTensor? Stored, KernelTensor? StoredOut, long Length);
-
-        public override void Compute(KernelContext context)
+        // The counter (in CPU memory on both providers), and each parameter's tensors, with its scalars evaluated.
+        protected Tensors[] Gather(KernelContext context)
         {
             var counter = context.Input(0);
             if (counter.ElementType != TensorElementType.Int64) throw new OnnxAdadeltaException($"{OpType}: input 0 (the iteration counter) is {counter.ElementType}; int64 expected.");
             long iterations = *(long*)counter.Data;
             int input = 1, output = 0;
-            var work = new List<(int Parameter, long Start, int Length)>();
             var tensors = new Tensors[_parameters.Length];
             for (int i = 0; i < _parameters.Length; i++)
             {
@@ -182,8 +206,25 @@ public static class FusedUpdate
                 if (_parameters[i].Master) { storedOut = outs[0]; outs[0] = context.Output(output++, ins[0].Shape); }
                 tensors[i] = new Tensors(ins, outs, stored, storedOut, n);
                 program.EvaluateScalars(iterations, _scalars[i]);
-                for (long start = 0; start < n; start += ChunkSize) work.Add((i, start, (int)Math.Min(ChunkSize, n - start)));
             }
+            return tensors;
+        }
+    }
+
+    // The CPU kernel: parameters are cut into chunks, the chunks spread over ORT's intra-op threads, and each chunk runs
+    // the parameter's program block by block (float16/bfloat16 values widened into and narrowed out of float32 blocks).
+    private sealed unsafe class CpuKernel(string config) : FusedKernel(config)
+    {
+        private const int ChunkSize = 64 * UpdateProgram.BlockSize;
+
+        [ThreadStatic] private static float[]? _scratch;
+
+        public override void Compute(KernelContext context)
+        {
+            var tensors = Gather(context);
+            var work = new List<(int Parameter, long Start, int Length)>();
+            for (int i = 0; i < tensors.Length; i++)
+                for (long start = 0; start < tensors[i].Length; start += ChunkSize) work.Add((i, start, (int)Math.Min(ChunkSize, tensors[i].Length - start)));
             context.ParallelFor(work.Count, w => RunChunk(tensors[work[w].Parameter], work[w].Parameter, work[w].Start, work[w].Length));
         }
 
@@ -250,6 +291,63 @@ public static class FusedUpdate
                     break;
                 default:
                     throw new OnnxAdadeltaException($"{OpType}: a {t.ElementType} output; float32, float16 or bfloat16 expected.");
+            }
+        }
+    }
+
+    // The CUDA kernel: one launch per parameter, on ONNX Runtime's compute stream, of the PTX that UpdatePtx generates from
+    // the parameter's program for its tensors' dtypes (generated once per node and dtype combination; the module is
+    // loaded once per PTX text and device). The scalars are evaluated on the host and passed as kernel parameters.
+    private sealed unsafe class CudaKernel(string config) : FusedKernel(config)
+    {
+        private readonly Dictionary<(int Parameter, string Types), string> _ptx = [];
+
+        private static DataType StorageOf(KernelTensor t) => t.ElementType switch
+        {
+            TensorElementType.Float => DataType.Float,
+            TensorElementType.Float16 => DataType.Float16,
+            TensorElementType.BFloat16 => DataType.Bfloat16,
+            var other => throw new OnnxAdadeltaException($"{OpType}: a {other} tensor; float32, float16 or bfloat16 expected."),
+        };
+
+        private string Ptx(int parameter, in Tensors t)
+        {
+            var inputs = t.In.Select(StorageOf).ToArray();
+            var outputs = t.Out.Select(StorageOf).ToArray();
+            DataType? stored = t.StoredOut is { } s ? StorageOf(s) : null;
+            var key = (parameter, $"{string.Join(",", inputs)}>{string.Join(",", outputs)}>{stored}");
+            lock (_ptx)
+            {
+                if (!_ptx.TryGetValue(key, out var ptx)) _ptx[key] = ptx = UpdatePtx.Emit(_programs[parameter], inputs, outputs, stored);
+                return ptx;
+            }
+        }
+
+        public override void Compute(KernelContext context)
+        {
+            var tensors = Gather(context);
+            var stream = context.GpuComputeStream;
+            int most = _programs.Select((p, i) => UpdatePtx.ParameterCount(p, tensors[i].StoredOut is not null)).DefaultIfEmpty(0).Max();
+            void** arguments = stackalloc void*[most];
+            IntPtr* pointers = stackalloc IntPtr[most];
+            for (int i = 0; i < tensors.Length; i++)
+            {
+                var t = tensors[i];
+                var plan = CudaLaunch.Plan(t.Length);
+                if (plan.Grid == 0) continue;
+                int device = CudaDriver.DeviceOf(t.In[0].Data);
+                var function = CudaDriver.Function(Ptx(i, t), UpdatePtx.EntryName, device);
+                long n = t.Length;
+                int a = 0, p = 0;
+                arguments[a++] = &n;
+                foreach (var tensor in t.In) { pointers[p] = tensor.Data; arguments[a++] = &pointers[p++]; }
+                foreach (var tensor in t.Out) { pointers[p] = tensor.Data; arguments[a++] = &pointers[p++]; }
+                if (t.StoredOut is { } storedOut) { pointers[p] = storedOut.Data; arguments[a++] = &pointers[p++]; }
+                fixed (float* scalars = _scalars[i])
+                {
+                    for (int r = 0; r < _programs[i].ScalarRegisters; r++) arguments[a++] = scalars + r;
+                    CudaDriver.Launch(function, device, plan, stream, arguments);
+                }
             }
         }
     }

@@ -145,7 +145,7 @@ public sealed class Trainer : IDisposable
             sessionOptions.ProfileOutputPathPrefix = Path.Combine(Path.GetDirectoryName(_profilePath)!, $".{Path.GetFileName(_profilePath)}.{Environment.ProcessId}.ort-profile");
         }
         _options.ConfigureSession?.Invoke(sessionOptions);
-        if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions);
+        if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions, Device);
         var sessionModel = StepModelState.WithoutValues(model, info);
         return OrtSessions.Create(Update == UpdateMode.Fused ? FusedUpdate.Swap(sessionModel) : sessionModel, sessionOptions, "the step model");
     }

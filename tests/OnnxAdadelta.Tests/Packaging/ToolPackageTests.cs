@@ -57,16 +57,20 @@ public class ToolPackageTests(BuildArtifacts artifacts)
         var packed = DotnetProcess.Run("dotnet", [.. packArgs, "--artifacts-path", artifacts.Path, "--disable-build-servers"], RepoPaths.Root, Timeout);
         Assert.True(packed.ExitCode == 0, packed.ToString());
 
-        var packageVersion = typeof(OnnxAdadelta.Cli.CliApp).Assembly.GetName().Version!.ToString(3);
+        // The package version is the CLI's version, the part of its informational version before the commit.
+        var packageVersion = typeof(OnnxAdadelta.Cli.CliApp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion.Split('+')[0];
         var pointer = Path.Combine(feed, $"onnx-adadelta.{packageVersion}.nupkg");
         Assert.Equal(
             new[] { Path.GetFileName(pointer) }.Concat(PackedRids.Select(r => $"onnx-adadelta.{r}.{packageVersion}.nupkg")).Order(StringComparer.Ordinal),
             Directory.GetFiles(feed).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         // The pointer package names the platform packages and holds no code; each platform package holds ONNX Runtime's
         // native library for its platform only.
+        string packedCommit;
         using (var zip = ZipFile.OpenRead(pointer))
         {
             Assert.DoesNotContain(zip.Entries, e => e.Name.EndsWith(".dll", StringComparison.Ordinal));
+            var nuspec = new StreamReader(zip.Entries.Single(e => e.Name == "onnx-adadelta.nuspec").Open()).ReadToEnd();
+            packedCommit = Regex.Match(nuspec, "<repository [^>]*commit=\"([0-9a-f]{40})\"").Groups[1].Value;
             var settings = new StreamReader(zip.Entries.Single(e => e.Name == "DotnetToolSettings.xml").Open()).ReadToEnd();
             foreach (var rid in PackedRids)
                 Assert.Contains($"RuntimeIdentifier=\"{rid}\" Id=\"onnx-adadelta.{rid}\"", settings);
@@ -95,12 +99,11 @@ public class ToolPackageTests(BuildArtifacts artifacts)
         Assert.True(installedPackages.Count == 2 && installedPackages[0] == "onnx-adadelta" && PackedRids.Any(r => installedPackages[1] == $"onnx-adadelta.{r}"),
             string.Join(", ", installedPackages));
 
-        // 3. --version: the version of the CLI these tests were built with (same sources, same commit).
+        // 3. --version: the package's version and the commit it was packed from (Source Link; none outside a git clone).
         var tool = Path.Combine(toolPath, OperatingSystem.IsWindows() ? "onnx-adadelta.exe" : "onnx-adadelta");
         var printed = DotnetProcess.Run(tool, version[1..], work, Timeout);
         Assert.True(printed.ExitCode == 0, printed.ToString());
-        var expected = typeof(OnnxAdadelta.Cli.CliApp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion;
-        Assert.Equal(expected, printed.Out.Trim());
+        Assert.Equal(packedCommit.Length > 0 ? $"{packageVersion}+{packedCommit}" : packageVersion, printed.Out.Trim());
 
         // 4. A short training with the installed tool, on the shipped sample.
         Directory.CreateSymbolicLink(Path.Combine(work, "models"), RepoPaths.Models);

@@ -24,6 +24,18 @@ public class ReadmeTests
     }
 
     [Fact]
+    public void ThePackagingStageIsTheOneTheReadmeShowsAndTurnsOnThePackagingTests()
+    {
+        var variable = Packaging.PackagingFactAttribute.Variable;
+        var readmeLine = Assert.Single(Readme.Split('\n'), l => l.Trim().StartsWith($"{variable}=1 dotnet test", StringComparison.Ordinal));
+        Assert.Equal($"{variable}=1 dotnet test OnnxAdadelta.sln -c Release --filter FullyQualifiedName~OnnxAdadelta.Tests.Packaging", readmeLine.Trim());
+        var ci = File.ReadAllText(Path.Combine(RepoPaths.Root, ".ci", "run"));
+        Assert.Contains($"{variable}=1 dotnet test OnnxAdadelta.sln -c Release --no-build --filter \"FullyQualifiedName~OnnxAdadelta.Tests.Packaging\"", ci);
+        // The namespace the filter names is where the packaging tests live.
+        Assert.Equal("OnnxAdadelta.Tests.Packaging", typeof(Packaging.ToolPackageTests).Namespace);
+    }
+
+    [Fact]
     public void TheQuickStartTrainsTheShippedCnnToNinetyFivePercentHeldOut()
     {
         using var dir = new TestData.TempDir();

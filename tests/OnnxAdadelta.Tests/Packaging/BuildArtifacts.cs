@@ -23,3 +23,21 @@ public sealed class BuildArtifacts : IDisposable
 
     public void Dispose() => root.Dispose();
 }
+
+/// <summary>
+/// A fact that packs or builds the repository with the .NET SDK (minutes of CPU): it runs where the environment variable
+/// <see cref="Variable"/> is 1, as <c>.ci/run</c> sets it for its second stage, and is reported as skipped, with how
+/// to run it, elsewhere, so the README's test command stays within its time budget.
+/// </summary>
+public sealed class PackagingFactAttribute : FactAttribute
+{
+    /// <summary>The variable that turns these tests on.</summary>
+    public const string Variable = "ONNX_ADADELTA_PACKAGING_TESTS";
+
+    /// <summary>Skips unless <see cref="Variable"/> is 1.</summary>
+    public PackagingFactAttribute()
+    {
+        if (Environment.GetEnvironmentVariable(Variable) != "1")
+            Skip = $"packs and installs the tool with the .NET SDK (about 3 minutes): run with {Variable}=1, as .ci/run does in its packaging stage.";
+    }
+}

@@ -11,7 +11,7 @@ namespace OnnxAdadelta.Tests.Packaging;
 [Collection(SdkBuildCollection.Name)]
 public class FileBasedAppTests(BuildArtifacts artifacts)
 {
-    [Fact]
+    [PackagingFact]
     public void TheReadmeExampleRunsAsAFileBasedApp()
     {
         var readme = File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md"));

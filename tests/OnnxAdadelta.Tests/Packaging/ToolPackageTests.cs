@@ -38,7 +38,7 @@ public class ToolPackageTests(BuildArtifacts artifacts)
         return args[i + 1];
     }
 
-    [Fact]
+    [PackagingFact]
     public void TheReadmeInstallsTheToolFromALocalPackThatRunsVersionAndTrains()
     {
         var commands = InstallCommands();

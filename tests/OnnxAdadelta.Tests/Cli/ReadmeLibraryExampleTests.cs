@@ -11,6 +11,25 @@ namespace OnnxAdadelta.Tests.Cli;
 public sealed class ProcessWideState
 {
     public const string Name = "process-wide state";
+
+    /// <summary>Runs <paramref name="body"/> in a temporary folder holding a link to models/, with Console.Out captured.</summary>
+    public static string InModelsFolder(Action<string> body)
+    {
+        var previous = Environment.CurrentDirectory;
+        using var dir = new TestData.TempDir();
+        Directory.CreateSymbolicLink(Path.Combine(dir.Path, "models"), RepoPaths.Models);
+        Environment.CurrentDirectory = dir.Path;
+        var output = new StringWriter();
+        var console = Console.Out;
+        Console.SetOut(output);
+        try { body(dir.Path); }
+        finally
+        {
+            Console.SetOut(console);
+            Environment.CurrentDirectory = previous;
+        }
+        return output.ToString();
+    }
 }
 
 /// <summary>The README's C# example is this test's body, line for line, run in a temporary folder.</summary>
@@ -27,14 +46,8 @@ public class ReadmeLibraryExampleTests
         static string[] Lines(string s) => s.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith("using ")).ToArray();
         Assert.Equal(Lines(body), Lines(block));
 
-        var previous = Environment.CurrentDirectory;
-        using var dir = new TestData.TempDir();
-        Directory.CreateSymbolicLink(Path.Combine(dir.Path, "models"), RepoPaths.Models);
-        Environment.CurrentDirectory = dir.Path;
-        var output = new StringWriter();
-        var console = Console.Out;
-        Console.SetOut(output);
-        try
+        double? accuracy = null;
+        var output = ProcessWideState.InModelsFolder(_ =>
         {
             // README-BEGIN
             var inference = ModelIO.Load("models/digits-cnn.onnx");
@@ -49,14 +62,10 @@ public class ReadmeLibraryExampleTests
             var result = Evaluation.Run(trainer.Checkpoint(), "models/data/digits-test.npz", target: "labels");
             Console.WriteLine($"held-out accuracy {result.Accuracy:P1}");
             // README-END
-            Assert.True(result.Accuracy > 0.9, output.ToString());
+            accuracy = result.Accuracy;
             Assert.True(File.Exists("digits-cnn.ckpt.onnx") && File.Exists("digits-cnn.trained.onnx"));
-            Assert.Equal(3, Regex.Matches(output.ToString(), "^step ", RegexOptions.Multiline).Count);
-        }
-        finally
-        {
-            Console.SetOut(console);
-            Environment.CurrentDirectory = previous;
-        }
+        });
+        Assert.True(accuracy > 0.9, output);
+        Assert.Equal(3, Regex.Matches(output, "^step ", RegexOptions.Multiline).Count);
     }
 }

@@ -12,25 +12,6 @@ public class ReadmeTrainingTests
 {
     private static string Readme => File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md"));
 
-    /// <summary>Runs <paramref name="body"/> in a temporary folder holding a link to models/, with Console.Out captured.</summary>
-    private static string InModelsFolder(Action<string> body)
-    {
-        var previous = Environment.CurrentDirectory;
-        using var dir = new TestData.TempDir();
-        Directory.CreateSymbolicLink(Path.Combine(dir.Path, "models"), RepoPaths.Models);
-        Environment.CurrentDirectory = dir.Path;
-        var output = new StringWriter();
-        var console = Console.Out;
-        Console.SetOut(output);
-        try { body(dir.Path); }
-        finally
-        {
-            Console.SetOut(console);
-            Environment.CurrentDirectory = previous;
-        }
-        return output.ToString();
-    }
-
     [Fact]
     public void TheTrainingSectionsCommandsRun()
     {
@@ -38,7 +19,7 @@ public class ReadmeTrainingTests
         var block = Regex.Match(section, "```sh\n(.*?)```", RegexOptions.Singleline).Groups[1].Value;
         var commands = block.Split('\n').Where(l => l.StartsWith("onnx-adadelta ", StringComparison.Ordinal)).ToList();
         Assert.Equal(3, commands.Count);
-        InModelsFolder(dir =>
+        ProcessWideState.InModelsFolder(dir =>
         {
             foreach (var command in commands)
             {
@@ -68,7 +49,7 @@ public class ReadmeTrainingTests
         Assert.Equal(Lines(body), Lines(block));
 
         History? kept = null;
-        var output = InModelsFolder(_ =>
+        var output = ProcessWideState.InModelsFolder(_ =>
         {
             // README-FIT-BEGIN
             var training = GradientGraphBuilder.Build(ModelIO.Load("models/digits-mlp.onnx"), new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" });

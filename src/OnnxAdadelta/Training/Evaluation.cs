@@ -45,8 +45,7 @@ public static class Evaluation
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(npzPath);
-        var ignoreIndex = IgnoreIndex(model, target);
-        var (inference, outputName, inputs) = Prepare(model, output);
+        var (inference, outputName, inputs, ignoreIndex) = Prepare(model, output, target);
         var arrays = DataFiles.Read(npzPath, [.. inputs, new InputSpec(target, DataType.Undefined, null)], out var names);
         return Run(inference, outputName, inputs, arrays, names, target, batchSize, npzPath, ignoreIndex);
     }
@@ -60,25 +59,27 @@ public static class Evaluation
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(arrays);
-        var ignoreIndex = IgnoreIndex(model, target);
-        var (inference, outputName, inputs) = Prepare(model, output);
+        var (inference, outputName, inputs, ignoreIndex) = Prepare(model, output, target);
         return Run(inference, outputName, inputs, arrays, arrays.Keys.ToList(), target, batchSize, source, ignoreIndex);
     }
 
-    // A step model (or checkpoint) says which label its loss ignores; the exported inference model no longer does.
-    private static long? IgnoreIndex(ModelProto model, string target) =>
-        StepModelInfo.TryRead(model) is { } info ? info.LabelChecks(model).FirstOrDefault(c => c.Input == target)?.IgnoreIndex : null;
-
-    private static (ModelProto Model, string Output, List<InputSpec> Inputs) Prepare(ModelProto model, string? output)
+    // A step model (or checkpoint) is exported first; it says which label its loss ignores, which the exported
+    // inference model no longer does.
+    private static (ModelProto Model, string Output, List<InputSpec> Inputs, long? IgnoreIndex) Prepare(ModelProto model, string? output, string target)
     {
-        if (StepModelInfo.TryRead(model) is not null) model = InferenceExport.Export(model);
+        long? ignoreIndex = null;
+        if (StepModelInfo.TryRead(model) is { } info)
+        {
+            ignoreIndex = info.LabelChecks(model).FirstOrDefault(c => c.Input == target)?.IgnoreIndex;
+            model = InferenceExport.Export(model);
+        }
         var index = new GraphIndex(model.Graph);
         output ??= model.Graph.Output[0].Name;
         if (!index.Outputs.ContainsKey(output))
             throw new OnnxAdadeltaException($"--output {output}: the model has no output '{output}'; outputs: {string.Join(", ", index.Outputs.Keys)}.");
         var inputs = model.Graph.Input.Where(i => !index.Initializers.ContainsKey(i.Name))
             .Select(i => new InputSpec(i.Name, i.Type.ElementType(), i.Type.Dims())).ToList();
-        return (model, output, inputs);
+        return (model, output, inputs, ignoreIndex);
     }
 
     private static EvaluationResult Run(ModelProto model, string output, List<InputSpec> inputs, IReadOnlyDictionary<string, DataArray> arrays,

@@ -88,11 +88,13 @@ public sealed class Evaluator : IDisposable
             var rows = plan.RowsForStep(step);
             using var binding = _session.CreateIoBinding();
             var feeds = new List<OrtValue>();
+            byte[]? targetRows = null;
             try
             {
                 foreach (var name in _dataInputs)
                 {
                     var batch = data.Gather(name, rows);
+                    if (name == Target) targetRows = batch.Data;
                     var type = _session.InputMetadata[name].ElementDataType;
                     // Class labels are checked before the loss reads them, as in training (ignore_index honoured).
                     if (_labels.TryGetValue(name, out var labels))
@@ -112,7 +114,7 @@ public sealed class Evaluator : IDisposable
                 var lossValues = loss.GetTensorDataAsSpan<float>();
                 if (lossValues.Length != 1) throw new OnnxAdadeltaException($"The loss '{Loss}' has {lossValues.Length} elements; a scalar is expected.");
                 metric.AddLoss(lossValues[0], rows.Length);
-                metric.Add(results[Array.IndexOf(names, Output)], data.Gather(Target, rows).Data, rows);
+                metric.Add(results[Array.IndexOf(names, Output)], targetRows ?? data.Gather(Target, rows).Data, rows);
             }
             finally { foreach (var v in feeds) v.Dispose(); }
         }

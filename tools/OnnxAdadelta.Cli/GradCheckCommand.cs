@@ -6,7 +6,7 @@ using Spectre.Console;
 namespace OnnxAdadelta.Cli;
 
 /// <summary>
-/// <c>gradcheck MODEL.onnx --loss ... --output NAME --data DATA.npz [--rows N] [--params P...] [--directions K] [--eps H]</c>:
+/// <c>gradcheck MODEL.onnx --loss ... --output NAME --data DATA [--rows N] [--params P...] [--directions K] [--eps H]</c>:
 /// the training graph's gradients against central finite differences of the loss.
 /// </summary>
 public static class GradCheckCommand
@@ -15,7 +15,7 @@ public static class GradCheckCommand
     public static Command Create(CliIO io)
     {
         var input = new Argument<string>("MODEL.onnx") { Description = "An inference model." };
-        var data = new Option<string>("--data") { Description = "An .npz with the model's inputs and the label/target array.", Required = true };
+        var data = new Option<string>("--data") { Description = "The model's inputs and the label/target array: .npz, .csv, .npy, or a folder of .npy files.", Required = true };
         var rows = new Option<int>("--rows") { Description = "Rows of data the loss is computed on (the first ones).", DefaultValueFactory = _ => 8 };
         var parameters = new Option<string[]>("--params") { Description = "NAME or PATTERN: the parameters to check (repeatable; default: every trainable one).", Arity = ArgumentArity.ZeroOrMore };
         var directions = new Option<int>("--directions") { Description = "Random directions per parameter.", DefaultValueFactory = _ => 3 };
@@ -29,7 +29,6 @@ public static class GradCheckCommand
         command.SetAction(r => io.Guard(() =>
         {
             var model = ModelIO.Load(r.GetValue(input)!);
-            var arrays = Npz.Read(r.GetValue(data)!);
             var report = GradCheck.Run(model, new GradCheckOptions
             {
                 Build = flags.Options(r),
@@ -39,7 +38,7 @@ public static class GradCheckCommand
                 Step = r.GetValue(eps),
                 Tolerance = r.GetValue(tolerance),
                 Seed = r.GetValue(seed),
-            }, arrays);
+            }, r.GetValue(data)!);
             Print(report, io);
             return report.Passed ? 0 : 1;
         }));

@@ -46,6 +46,9 @@ public sealed record BuildTrainingOptions
     /// <summary>The label/target input; default <c>labels</c> for cross-entropy and <c>target</c> for mse.</summary>
     public string? Target { get; init; }
 
+    /// <summary>The label/target input the loss reads (<see cref="Target"/> or its default), or null for <see cref="LossKind.Output"/>.</summary>
+    public string? TargetName => Loss == LossKind.Output ? null : Target ?? (Loss is LossKind.CrossEntropy or LossKind.Nll ? "labels" : "target");
+
     /// <summary>Parameters to leave untrained: exact names, or patterns (a substring; <c>*</c> matches anything).</summary>
     public IReadOnlyList<string> Freeze { get; init; } = [];
 

@@ -63,7 +63,7 @@ internal static class TrainingLoss
             return ToFloat32(b, output, type, GradientGraphBuilder.LossName);
         }
 
-        var target = o.Target ?? (o.Loss is LossKind.CrossEntropy or LossKind.Nll ? "labels" : "target");
+        var target = o.TargetName!;
         var existing = graph.Input.FirstOrDefault(i => i.Name == target);
         if (existing is null && b.IsTaken(target))
             throw new OnnxAdadeltaException($"--target {target}: the name is already used by a value that is not a graph input.");

@@ -8,7 +8,7 @@ using OnnxAdadelta.Runtime;
 
 namespace OnnxAdadelta.Training;
 
-/// <summary>What <see cref="GradCheck.Run"/> checks, and how.</summary>
+/// <summary>What <see cref="GradCheck"/> checks, and how.</summary>
 public sealed record GradCheckOptions
 {
     /// <summary>How the training graph is built (loss, output, target, parameters), as for <c>build-training</c>.</summary>
@@ -97,6 +97,23 @@ public sealed record GradCheckReport(string Precision, string PrecisionNote, dou
 public static class GradCheck
 {
     private const int Segments = 16;
+
+    /// <summary>
+    /// Runs the check of <paramref name="inference"/> on the first rows of the data file or folder
+    /// <paramref name="dataPath"/>, in any form <see cref="DataFiles"/> reads; only the model's inputs and the loss's
+    /// target are read, a CSV's columns in their types and shapes.
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">A missing or damaged data file, or as <see cref="Run(ModelProto, GradCheckOptions, IReadOnlyDictionary{string, DataArray})"/>.</exception>
+    public static GradCheckReport Run(ModelProto inference, GradCheckOptions options, string dataPath)
+    {
+        ArgumentNullException.ThrowIfNull(inference);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(dataPath);
+        var initializers = inference.Graph.Initializer.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        var inputs = inference.Graph.Input.Where(i => !initializers.Contains(i.Name)).Select(InputSpec.From).ToList();
+        if (options.Build.TargetName is { } target && inputs.All(i => i.Name != target)) inputs.Add(new InputSpec(target, TensorProto.Types.DataType.Undefined, null));
+        return Run(inference, options, DataFiles.Read(dataPath, inputs, out _));
+    }
 
     /// <summary>Runs the check of <paramref name="inference"/> on the first rows of <paramref name="data"/>.</summary>
     /// <exception cref="OnnxAdadeltaException">Bad options, missing data, or a model the autodiff refuses.</exception>

@@ -101,6 +101,29 @@ public class GradCheckTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void DataFilesInEveryFormGiveTheSameCheck()
+    {
+        // The CNN's input is float32[batch,1,8,8]: a CSV gives it as 64 columns images[0]..images[63], shaped by the
+        // model's input; the labels column is int64. The check on the CSV must equal the one on the .npz.
+        using var dir = new TestData.TempDir();
+        var images = Digits["images"].ToFloatArray();
+        var labels = Digits["labels"];
+        var csv = new System.Text.StringBuilder();
+        csv.AppendLine(string.Join(",", Enumerable.Range(0, 64).Select(i => $"images[{i}]").Append("labels")));
+        for (int r = 0; r < 8; r++)
+            csv.AppendLine(string.Join(",", images.Skip(64 * r).Take(64).Select(v => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture))
+                .Append(BitConverter.ToInt64(labels.Data, 8 * r).ToString(System.Globalization.CultureInfo.InvariantCulture))));
+        File.WriteAllText(dir.File("digits.csv"), csv.ToString());
+        var options = new GradCheckOptions { Build = new() { Loss = LossKind.CrossEntropy, Output = "logits" }, Rows = 8 };
+        var fromNpz = GradCheck.Run(ModelIO.Load(Model("digits-cnn.onnx")), options, Path.Combine(RepoPaths.Models, "data", "digits-train.npz"));
+        var fromCsv = GradCheck.Run(ModelIO.Load(Model("digits-cnn.onnx")), options, dir.File("digits.csv"));
+        Assert.True(fromNpz.Passed);
+        Assert.Equal(fromNpz.Parameters.Select(p => (p.Name, p.Status, p.MaxError)), fromCsv.Parameters.Select(p => (p.Name, p.Status, p.MaxError)));
+        var missing = Assert.Throws<OnnxAdadeltaException>(() => GradCheck.Run(ModelIO.Load(Model("digits-cnn.onnx")), options, dir.File("none.csv")));
+        Assert.Contains("none.csv", missing.Message);
+    }
+
+    [Fact]
     public void MissingDataAndBadOptionsAreNamed()
     {
         var build = new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" };

@@ -73,10 +73,10 @@ public class DistributedMpiTests
         return (step, Path.Combine(RepoPaths.Models, "data", "digits-train.npz"));
     }
 
-    private static DistributedTrainer Reference(string step, string data, int ranks, int steps)
+    private static DistributedTrainer Reference(string step, string data, int ranks, int steps, UpdateMode update = UpdateMode.Graph)
     {
         var model = ModelIO.Load(step);
-        var trainer = DistributedTrainer.Simulated(model, ranks, new DistributedOptions { Threads = 1 });
+        var trainer = DistributedTrainer.Simulated(model, ranks, new DistributedOptions { Threads = 1, Update = update });
         DistributedRun.Run(trainer, Dataset.Open(data, TrainingRun.InputSpecs(model)), new TrainingRunOptions { Steps = steps, BatchSize = 64, Shuffle = true, Seed = 5 });
         return trainer;
     }
@@ -88,18 +88,22 @@ public class DistributedMpiTests
             Assert.True(value.ToRawBytes().SequenceEqual(actual[name].ToRawBytes()), $"'{name}' differs from the one-process computation");
     }
 
+    // The 2-rank job runs the fused update (parameters and slots in place, the reduced flat gradient buffer read by the
+    // op); the 4-rank job and the README command run the graph update. DistributedTests shows the simulated fused run
+    // bit-identical to the simulated graph run, so both references below hold for either.
     [MpiFact]
-    public void TwoRanksMatchTheOneProcessComputationBitForBitAndPlainTrainingWithinTheBound()
+    public void TwoRanksWithTheFusedUpdateMatchTheOneProcessComputationBitForBitAndPlainTrainingWithinTheBound()
     {
         using var tmp = new TestData.TempDir();
         var (step, data) = Files(tmp);
         var ckpt = tmp.File("two.onnx");
-        var (code, output, error) = MpiJob.Run(2, MpiJob.Train(step, data, ckpt, 50, "--distributed --check-replicas --bucket-mb 0.01"), Timeout);
+        var (code, output, error) = MpiJob.Run(2, MpiJob.Train(step, data, ckpt, 50, "--distributed --update fused --check-replicas --bucket-mb 0.01"), Timeout);
         Assert.True(code == 0, $"mpirun exited {code}: {error}");
         Assert.Contains("2 ranks", output);
         Assert.Single(Regex.Matches(output, "trained 50 steps")); // rank 0 alone prints
+        Assert.Single(Regex.Matches(output, Regex.Escape("update: fused (ai.onnxadadelta.AdadeltaUpdate, parameters and state in place); on every rank after the all-reduce")));
 
-        using var reference = Reference(step, data, 2, 50);
+        using var reference = Reference(step, data, 2, 50, UpdateMode.Fused);
         AssertBitIdentical(reference.ReadState(), ckpt);
 
         var model = ModelIO.Load(step);
@@ -123,6 +127,7 @@ public class DistributedMpiTests
             new Dictionary<string, string> { ["OMPI_MCA_coll"] = "basic,self,libnbc" });
         Assert.True(code == 0, $"mpirun exited {code}: {error}");
         Assert.Contains("4 ranks", output);
+        Assert.Contains("update: graph (standard ONNX ops, state ping-pong); on every rank after the all-reduce", output); // the default, as in one process
         using var reference = Reference(step, data, 4, 24);
         AssertBitIdentical(reference.ReadState(), ckpt);
 
@@ -148,6 +153,28 @@ public class DistributedMpiTests
         var accuracy = double.Parse(Regex.Match(output, @"held-out accuracy (\d+\.\d+) %").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(accuracy >= 90, output);
         Assert.True(File.Exists(tmp.File("digits-cnn.ckpt.onnx")));
+    }
+
+    [MpiFact]
+    public void AnOptionTheFusedOpRefusesStopsTheJobWithTheSingleProcessError()
+    {
+        using var tmp = new TestData.TempDir();
+        string[] train = ["train", Path.Combine(RepoPaths.Models, "digits-mlp.onnx"), "--loss", "cross-entropy", "--output", "logits",
+            "--data", Path.Combine(RepoPaths.Models, "data", "digits-train.npz"), "--steps", "1", "--clipnorm", "0.5", "--update", "fused"];
+        var single = CliRunner.Run([.. train, "-o", tmp.File("single.onnx")]);
+        Assert.Equal(1, single.ExitCode);
+        const string Prefix = "onnx-adadelta: error: ";
+        var message = Assert.Single(single.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith(Prefix + "--update fused: not available for this run: clipnorm=0.5", message);
+
+        var ckpt = tmp.File("never.onnx");
+        var (code, _, error) = MpiJob.Run(2, $"exec dotnet {MpiJob.Cli} {string.Join(' ', train)} --threads 1 --distributed -o {ckpt}", Timeout);
+        Assert.NotEqual(0, code);
+        // Each rank that reports it prints the same line, naming itself (mpirun's own abort notice may follow).
+        var lines = error.Split('\n').Where(l => l.StartsWith(Prefix, StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(lines);
+        Assert.All(lines, l => Assert.Matches("^" + Regex.Escape(Prefix) + "rank [01] of 2: " + Regex.Escape(message[Prefix.Length..]) + "$", l));
+        Assert.False(File.Exists(ckpt));
     }
 
     [MpiFact]

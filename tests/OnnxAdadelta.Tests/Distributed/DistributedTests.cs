@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Distributed;
 using OnnxAdadelta.Gradients;
@@ -194,6 +195,77 @@ public class DistributedTests
             using var graph = new DistributedTrainer(step, collective, new DistributedOptions { Threads = 1 });
             Assert.Equal(UpdateMode.Graph, graph.Update);
         }
+    }
+
+    // Rank 0 of 2 whose peer holds the same shard: each all-reduce call doubles its values, and the calls are recorded.
+    private sealed class MirroredPeer : ICollective
+    {
+        public List<int> Calls { get; } = [];
+        public int Rank => 0;
+        public int Size => 2;
+        public void AllReduceSum(Span<float> values)
+        {
+            Calls.Add(values.Length);
+            System.Numerics.Tensors.TensorPrimitives.Multiply(values, 2f, values);
+        }
+        public void Broadcast(Span<byte> bytes, int root) { }
+        public (long Min, long Max) MinMax(long value) => (value, value);
+        public void Barrier() { }
+        [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+        public void Abort(int exitCode) => throw new NotSupportedException();
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public void TheAllReduceCoversTheFlatGradientBufferOnceInBucketsOfTheGivenSize()
+    {
+        var step = CnnStep.Value;
+        var data = Digits(step);
+        var rows = Enumerable.Range(0, 16).Select(i => (long)i).ToArray();
+        var shard = TrainingRun.InputSpecs(step).ToDictionary(s => s.Name, s => data.Gather(s.Name, rows));
+        // One rank alone: the shard's mean gradient.
+        using var alone = new DistributedTrainer(step, new LocalCollective(), new DistributedOptions { Threads = 1 });
+        alone.StepOnShard(shard, 16);
+        // Rank 0 of 2 (16 of 32 rows): times 16, summed with the mirrored peer, divided by 32: the same values, bit for
+        // bit (powers of two), only if every value went through exactly one all-reduce call.
+        var peer = new MirroredPeer();
+        using var two = new DistributedTrainer(step, peer, new DistributedOptions { Threads = 1, BucketMb = 0.004 });
+        two.StepOnShard(shard, 32);
+        Assert.Equal(1048, two.BucketElements); // 0.004 MiB of float32
+        Assert.True(peer.Calls.Count >= 3, $"{peer.Calls.Count} calls");
+        Assert.All(peer.Calls.SkipLast(1), n => Assert.Equal(two.BucketElements, n));
+        Assert.InRange(peer.Calls[^1], 1, two.BucketElements);
+        Assert.InRange(peer.Calls.Sum(), two.GradientCount + 1, two.GradientCount + 1 + 16 * 8); // gradients, loss, alignment padding
+        Assert.Equal(alone.ReadGradients(), two.ReadGradients());
+    }
+
+    [Fact]
+    public void ACheckpointResumesWhereTheRunWasWithAnyNumberOfRanks()
+    {
+        var step = DigitsStep("digits-mlp.onnx", new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
+        var data = Digits(step);
+        var run = new TrainingRunOptions { Steps = 3, BatchSize = 30, Shuffle = true, Seed = 2 };
+        var fused = new DistributedOptions { Threads = 1, Update = UpdateMode.Fused };
+        using var straight = DistributedTrainer.Simulated(step, 2, fused);
+        DistributedRun.Run(straight, data, run with { Steps = 6 });
+        ModelProto checkpoint;
+        using (var first = DistributedTrainer.Simulated(step, 2, fused))
+        {
+            DistributedRun.Run(first, data, run);
+            checkpoint = ModelProto.Parser.ParseFrom(first.Checkpoint().ToByteArray()); // as written to a file
+        }
+        using var resumed = DistributedTrainer.Simulated(checkpoint, 2, fused);
+        Assert.Equal(3L, resumed.Iteration);
+        DistributedRun.Run(resumed, data, run);
+        var expected = straight.ReadState();
+        foreach (var (name, value) in resumed.ReadState()) Assert.True(value.RawData.Equals(expected[name].RawData), $"state '{name}' differs after the resume");
+        // The same checkpoint in one process, or on 4 ranks, goes on from iteration 3.
+        using var one = new Trainer(checkpoint, new TrainerOptions { Threads = 1 });
+        Assert.Equal(3L, one.Iteration);
+        using var four = DistributedTrainer.Simulated(checkpoint, 4, new DistributedOptions { Threads = 1 });
+        Assert.Equal(3L, four.Iteration);
+        var parameter = one.Info.Parameters.First();
+        Assert.Equal(checkpoint.Graph.Initializer.Single(t => t.Name == parameter).RawData, four.ReadState()[parameter].RawData);
     }
 
     [Fact]

@@ -124,9 +124,10 @@ public sealed class DistributedTrainer : IDisposable
         using (var sessionOptions = OrtSessions.Options(Device.Cpu))
         {
             if (_options.Threads is { } threads) sessionOptions.IntraOpNumThreads = threads;
-            _gradientSession = OrtSessions.Create(Split.GradientModel, sessionOptions, "the gradient model");
+            // Every state input is bound at each run, so the sessions get no copy of the state values.
+            _gradientSession = OrtSessions.Create(WithoutStateValues(Split.GradientModel, Info), sessionOptions, "the gradient model");
             if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions, Device.Cpu);
-            _updateSession = OrtSessions.Create(Split.UpdateModel, sessionOptions, "the update model");
+            _updateSession = OrtSessions.Create(WithoutStateValues(Split.UpdateModel, Info), sessionOptions, "the update model");
         }
         _dataMetadata = _gradientSession.InputMetadata;
 
@@ -398,6 +399,15 @@ public sealed class DistributedTrainer : IDisposable
     }
 
     private static TensorElementType ElementType(TensorProto t) => Trainer.ElementType(t);
+
+    // A copy of a split model without the initializers that hold state values under the state inputs' names (format 1).
+    private static ModelProto WithoutStateValues(ModelProto model, StepModelInfo info)
+    {
+        var state = info.State.Select(s => s.Input).ToHashSet(StringComparer.Ordinal);
+        var copy = model.Clone();
+        foreach (var t in copy.Graph.Initializer.Where(t => state.Contains(t.Name)).ToList()) copy.Graph.Initializer.Remove(t);
+        return copy;
+    }
 
     private static DataType StorageType(TensorElementType t) => t switch
     {

@@ -14,9 +14,10 @@ namespace OnnxAdadelta.Bench;
 /// far the runs land from plain single-process training after 50 and 200 steps. <c>--distributed</c> launches <c>mpirun -np N</c> over this same
 /// program (<c>--distributed-rank</c>) for N = 1, 2, 4, collects rank 0's lines, and prints the tables.
 /// </summary>
-internal static class DistributedBench
+public static class DistributedBench
 {
-    private const string Prefix = "RESULT ";
+    /// <summary>What starts each of rank 0's result lines in the job's output.</summary>
+    public const string Prefix = "RESULT ";
     private static readonly int[] Sizes = [1 << 10, 1 << 14, 1 << 18, 1 << 20, 1 << 22];
     private const int Steps = 200;
     private const int Warmup = 20;
@@ -49,9 +50,19 @@ internal static class DistributedBench
                 return 1;
             }
             // Rank 0's lines; mpirun may interleave other output on the same line, so the prefix is looked for anywhere.
-            lines.AddRange(text.Split('\n').Where(l => l.Contains(Prefix, StringComparison.Ordinal)).Select(l => l[(l.IndexOf(Prefix, StringComparison.Ordinal) + Prefix.Length)..].Trim().Split(' ')));
+            lines.AddRange(ResultLines(text));
         }
+        WriteTables(lines, output);
+        return 0;
+    }
 
+    /// <summary>Rank 0's result lines in a job's output, split into fields (the prefix may follow other output on its line).</summary>
+    public static IEnumerable<string[]> ResultLines(string jobOutput) =>
+        jobOutput.Split('\n').Where(l => l.Contains(Prefix, StringComparison.Ordinal)).Select(l => l[(l.IndexOf(Prefix, StringComparison.Ordinal) + Prefix.Length)..].Trim().Split(' '));
+
+    /// <summary>The all-reduce table and the training table, from the result lines of every job.</summary>
+    public static void WriteTables(IReadOnlyList<string[]> lines, TextWriter output)
+    {
         output.WriteLine("All-reduce (MPI_Allreduce, float32 sum, in place), milliseconds per call (median):");
         output.WriteLine();
         output.WriteLine("| values | bytes | 2 ranks | 4 ranks |");
@@ -59,7 +70,7 @@ internal static class DistributedBench
         foreach (var size in Sizes)
         {
             string Ms(int r) => lines.FirstOrDefault(l => l[0] == "allreduce" && l[1] == r.ToString(CultureInfo.InvariantCulture) && l[2] == size.ToString(CultureInfo.InvariantCulture))?[3] ?? "–";
-            output.WriteLine($"| {size:N0} | {size * 4L:N0} | {Ms(2)} | {Ms(4)} |");
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {size:N0} | {size * 4L:N0} | {Ms(2)} | {Ms(4)} |"));
         }
         output.WriteLine();
         output.WriteLine($"Training steps/s (global batch 64; from the median step time of {Repeats} runs per update mode, taking turns, {Steps - Warmup} steps each after {Warmup}), median all-reduce time per step, relative parameter difference from one process:");
@@ -67,8 +78,7 @@ internal static class DistributedBench
         output.WriteLine("| model | ranks | update | gradient values | steps/s | all-reduce ms/step | difference after 50 | after 200 |");
         output.WriteLine("|---|---:|---|---:|---:|---:|---:|---:|");
         foreach (var l in lines.Where(l => l[0] == "steps"))
-            output.WriteLine($"| {l[2]} | {l[1]} | {l[3]} | {int.Parse(l[4], CultureInfo.InvariantCulture):N0} | {l[5]} | {l[6]} | {l[7]} | {l[8]} |");
-        return 0;
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {l[2]} | {l[1]} | {l[3]} | {int.Parse(l[4], CultureInfo.InvariantCulture):N0} | {l[5]} | {l[6]} | {l[7]} | {l[8]} |"));
     }
 
     /// <summary>One rank of the job (launched by <see cref="Run"/>): measures and prints rank 0's results.</summary>

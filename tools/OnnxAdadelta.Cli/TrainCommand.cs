@@ -279,11 +279,9 @@ public static class TrainCommand
         double bucketMb, bool checkReplicas, UpdateMode? update, string? logPath, string outPath, string? evalPath, Verbosity level)
     {
         var evalTarget = evalPath is null ? null : LabelInput(model);
-        if (update == UpdateMode.Fused)
-            throw new ArgumentException("--update fused: distributed training runs the update model's standard ONNX ops; leave out --update or pass --update graph.");
         var say = level == Verbosity.Quiet ? TextWriter.Null : rankIO.Out;
-        say.WriteLine("update: graph (standard ONNX ops, on every rank after the all-reduce)");
-        using var ranks = new DistributedTrainer(model, collective, new DistributedOptions { Threads = threads, BucketMb = bucketMb, CheckReplicas = checkReplicas });
+        using var ranks = new DistributedTrainer(model, collective, new DistributedOptions { Threads = threads, BucketMb = bucketMb, CheckReplicas = checkReplicas, Update = update });
+        say.WriteLine($"update: {ranks.UpdateDescription}");
         using var csv = collective.Rank == 0 && logPath is not null ? new CsvLog(logPath) : null;
         using var signals = new SignalCancellation();
         var progress = new ProgressPrinter(rankIO, level, byEpochs: false);

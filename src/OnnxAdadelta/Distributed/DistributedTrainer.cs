@@ -30,6 +30,13 @@ public sealed record DistributedOptions
     /// any rank differs. Costs one pass over the state and two small all-reduces per step.
     /// </summary>
     public bool CheckReplicas { get; init; }
+
+    /// <summary>
+    /// How the update model runs: null (the default) or <see cref="UpdateMode.Graph"/> for the step model's standard ops
+    /// with state bound ping-pong, as <c>Trainer</c>; <see cref="UpdateMode.Fused"/> for the fused op with parameters and
+    /// slots bound in place (an error where the fused op cannot run the step model's options).
+    /// </summary>
+    public UpdateMode? Update { get; init; }
 }
 
 /// <summary>
@@ -45,7 +52,9 @@ public sealed record DistributedOptions
 /// <item>the rank multiplies its gradients and loss by its row count (with more than one rank);</item>
 /// <item>the buffer is summed over the ranks (<see cref="ICollective.AllReduceSum"/>, in buckets) and divided by B, so each
 /// row weighs the same whatever the shard sizes (the mean over the batch, not the mean of the ranks' means);</item>
-/// <item>the update model applies Adadelta to the reduced gradients on every rank.</item>
+/// <item>the update model applies Adadelta to the reduced gradients on every rank, reading them straight from the flat
+/// buffer's slices: the step model's standard ops, or with <see cref="DistributedOptions.Update"/> fused the
+/// <c>ai.onnxadadelta.AdadeltaUpdate</c> op, which updates each parameter and slot in place in its flat state buffer.</item>
 /// </list>
 /// <para>At the start every state tensor is broadcast from rank 0. Buffers (running statistics) are computed by each
 /// rank on its shard and rank 0's values are broadcast after each step (as DDP's <c>broadcast_buffers</c>). The loss
@@ -62,9 +71,15 @@ public sealed class DistributedTrainer : IDisposable
     private readonly InferenceSession _gradientSession;
     private readonly InferenceSession _updateSession;
     private readonly RunOptions _run = new();
+    // Every state tensor's current value in a flat buffer of its type; those bound ping-pong (the buffers, the counter,
+    // and every tensor under the graph update) have their other copy in a spare buffer. Current and next name a tensor's
+    // two slices (the same slice for a tensor updated in place); after each step the ping-pong ones swap.
+    private readonly Dictionary<TensorElementType, FlatTensorBuffer> _state = [];
+    private readonly Dictionary<TensorElementType, FlatTensorBuffer> _spare = [];
+    private readonly Dictionary<string, FlatSlice> _current = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, FlatSlice> _next = new(StringComparer.Ordinal);
+    private readonly string[] _pingPong;
     private readonly Dictionary<string, TensorElementType> _stateTypes = new(StringComparer.Ordinal);
-    private Dictionary<TensorElementType, FlatTensorBuffer> _current = [];
-    private Dictionary<TensorElementType, FlatTensorBuffer> _next = [];
     private readonly FlatTensorBuffer _gradients;
     private readonly float[][] _shards;
     private readonly Dictionary<string, (long[] Shape, OrtValue Value)> _dataBuffers = new(StringComparer.Ordinal);
@@ -74,7 +89,7 @@ public sealed class DistributedTrainer : IDisposable
     /// <summary>A trainer that is rank <see cref="ICollective.Rank"/> of the job <paramref name="collective"/>.</summary>
     /// <param name="stepModel">The training-step model (every rank must pass the same; rank 0's state wins).</param>
     /// <param name="collective">The job's collectives; the trainer does not dispose it.</param>
-    /// <param name="options">Threads, bucket size, replica check.</param>
+    /// <param name="options">Threads, bucket size, replica check, update mode.</param>
     public DistributedTrainer(ModelProto stepModel, ICollective collective, DistributedOptions? options = null)
         : this(stepModel, collective, 0, options) { }
 
@@ -91,7 +106,15 @@ public sealed class DistributedTrainer : IDisposable
         // The split and the ranks' buffers read state values from initializers named as the inputs (format 1).
         stepModel = StepModelState.WithInputDefaults(stepModel);
         Model = stepModel;
-        Split = StepSplit.Apply(stepModel);
+        Update = _options.Update ?? UpdateMode.Graph;
+        if (!Enum.IsDefined(Update)) throw new ArgumentException($"Invalid update mode: {Update} (expected Fused or Graph).");
+        // The same refusal as single-process training (Trainer), for options the fused op cannot run.
+        if (Update == UpdateMode.Fused && FusedUpdate.Unsupported(StepModelInfo.Read(stepModel, "the model"), Device.Cpu) is { } unsupported)
+            throw new OnnxAdadeltaException($"--update fused: not available for this run: {unsupported}; use --update graph.");
+        UpdateDescription = (Update == UpdateMode.Fused
+            ? $"fused ({FusedUpdate.Domain}.{FusedUpdate.OpType}, parameters and state in place)"
+            : "graph (standard ONNX ops, state ping-pong)") + "; on every rank after the all-reduce";
+        Split = StepSplit.Apply(stepModel, Update);
         foreach (var g in Split.Gradients.Where(g => g.Type != DataType.Float))
             throw new OnnxAdadeltaException($"Gradient '{g.Name}' of parameter '{g.Parameter}' is {g.Type}; distributed training all-reduces float32 gradients only.");
         var specs = TrainingRun.InputSpecs(stepModel);
@@ -101,20 +124,31 @@ public sealed class DistributedTrainer : IDisposable
         using (var sessionOptions = OrtSessions.Options(Device.Cpu))
         {
             if (_options.Threads is { } threads) sessionOptions.IntraOpNumThreads = threads;
-            _gradientSession = OrtSessions.Create(Split.GradientModel, sessionOptions, "the gradient model");
-            _updateSession = OrtSessions.Create(Split.UpdateModel, sessionOptions, "the update model");
+            // Every state input is bound at each run, so the sessions get no copy of the state values.
+            _gradientSession = OrtSessions.Create(WithoutStateValues(Split.GradientModel, Info), sessionOptions, "the gradient model");
+            if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions, Device.Cpu);
+            _updateSession = OrtSessions.Create(WithoutStateValues(Split.UpdateModel, Info), sessionOptions, "the update model");
         }
         _dataMetadata = _gradientSession.InputMetadata;
 
-        // State: two flat buffers per element type (current and next), filled from the model, then from rank 0.
+        // State: one flat buffer per element type, filled from the model, then from rank 0; a spare one for the tensors
+        // bound ping-pong (those the update does not write in place).
         var inits = stepModel.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var inPlace = Split.InPlaceState.Select(s => s.Input).ToHashSet(StringComparer.Ordinal);
+        _pingPong = Info.State.Where(s => !inPlace.Contains(s.Input)).Select(s => s.Input).ToArray();
         foreach (var s in Info.State) _stateTypes[s.Input] = ElementType(inits[s.Input]);
         foreach (var group in Info.State.GroupBy(s => _stateTypes[s.Input]))
         {
-            _current[group.Key] = new FlatTensorBuffer(group.Key, group.Select(s => (s.Input, inits[s.Input].Dims.ToArray())));
-            _next[group.Key] = new FlatTensorBuffer(group.Key, group.Select(s => (s.Input, inits[s.Input].Dims.ToArray())));
-            foreach (var s in group) inits[s.Input].ToRawBytes().CopyTo(_current[group.Key][s.Input].Bytes);
-            _collective.Broadcast(_current[group.Key].Bytes, 0);
+            var state = _state[group.Key] = new FlatTensorBuffer(group.Key, group.Select(s => (s.Input, inits[s.Input].Dims.ToArray())));
+            var spare = group.Where(s => !inPlace.Contains(s.Input)).ToList();
+            if (spare.Count > 0) _spare[group.Key] = new FlatTensorBuffer(group.Key, spare.Select(s => (s.Input, inits[s.Input].Dims.ToArray())));
+            foreach (var s in group)
+            {
+                inits[s.Input].ToRawBytes().CopyTo(state[s.Input].Bytes);
+                _current[s.Input] = state[s.Input];
+                _next[s.Input] = inPlace.Contains(s.Input) ? state[s.Input] : _spare[group.Key][s.Input];
+            }
+            _collective.Broadcast(state.Bytes, 0);
         }
         Iteration = Current(Info.Iterations.Input).AsSpan<long>()[0];
 
@@ -141,6 +175,19 @@ public sealed class DistributedTrainer : IDisposable
 
     /// <summary>The step model's contract.</summary>
     public StepModelInfo Info => Split.Info;
+
+    /// <summary>How the update runs on every rank (<see cref="DistributedOptions.Update"/>).</summary>
+    public UpdateMode Update { get; }
+
+    /// <summary>The update mode in words (for the run's output).</summary>
+    public string UpdateDescription { get; }
+
+    /// <summary>
+    /// Bytes of memory the trainer holds for parameters and optimizer state: the flat state buffers and the second copy of
+    /// each tensor bound ping-pong (every tensor under the graph update; the counter and running statistics under the
+    /// fused update, which writes parameters and slots in place).
+    /// </summary>
+    public long StateMemoryBytes => _state.Values.Concat(_spare.Values).Sum(b => b.Length * b.ElementSize);
 
     /// <summary>The gradient and update models.</summary>
     public StepSplit Split { get; }
@@ -259,6 +306,7 @@ public sealed class DistributedTrainer : IDisposable
         using (var binding = _updateSession.CreateIoBinding())
         {
             foreach (var g in Split.Gradients) binding.BindInput(g.Name, _gradients[g.Name].Value);
+            // A tensor updated in place has one slice as both its input and its output.
             foreach (var s in Split.UpdateModelState)
             {
                 binding.BindInput(s.Input, Current(s.Input).Value);
@@ -267,21 +315,21 @@ public sealed class DistributedTrainer : IDisposable
             _updateSession.RunWithBinding(_run, binding);
         }
         foreach (var s in Info.State.Where(s => s.Kind == StateKind.Buffer)) _collective.Broadcast(Next(s.Input).Bytes, 0);
-        (_current, _next) = (_next, _current);
+        foreach (var name in _pingPong) (_current[name], _next[name]) = (_next[name], _current[name]);
         Iteration++;
         if (_options.CheckReplicas) CheckReplicas();
         return _gradients[Info.Loss].AsSpan<float>()[0];
     }
 
-    private FlatSlice Current(string state) => _current[_stateTypes[state]][state];
+    private FlatSlice Current(string state) => _current[state];
 
-    private FlatSlice Next(string state) => _next[_stateTypes[state]][state];
+    private FlatSlice Next(string state) => _next[state];
 
     private void CheckReplicas()
     {
         ulong hash = 14695981039346656037UL;
-        foreach (var buffer in _current.Values)
-            foreach (var b in buffer.Bytes) hash = (hash ^ b) * 1099511628211UL;
+        foreach (var s in Info.State)
+            foreach (var b in Current(s.Input).Bytes) hash = (hash ^ b) * 1099511628211UL;
         var (min, max) = _collective.MinMax((long)hash);
         if (min != max)
             throw new OnnxAdadeltaException($"Rank {Rank} of {Ranks}: the parameters and optimizer state differ across ranks after iteration {Iteration} (state hashes from {min:x16} to {max:x16}).");
@@ -352,6 +400,15 @@ public sealed class DistributedTrainer : IDisposable
 
     private static TensorElementType ElementType(TensorProto t) => Trainer.ElementType(t);
 
+    // A copy of a split model without the initializers that hold state values under the state inputs' names (format 1).
+    private static ModelProto WithoutStateValues(ModelProto model, StepModelInfo info)
+    {
+        var state = info.State.Select(s => s.Input).ToHashSet(StringComparer.Ordinal);
+        var copy = model.Clone();
+        foreach (var t in copy.Graph.Initializer.Where(t => state.Contains(t.Name)).ToList()) copy.Graph.Initializer.Remove(t);
+        return copy;
+    }
+
     private static DataType StorageType(TensorElementType t) => t switch
     {
         TensorElementType.Float => DataType.Float,
@@ -363,7 +420,7 @@ public sealed class DistributedTrainer : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        foreach (var b in _current.Values.Concat(_next.Values)) b.Dispose();
+        foreach (var b in _state.Values.Concat(_spare.Values)) b.Dispose();
         _gradients.Dispose();
         foreach (var (_, v) in _dataBuffers.Values) v.Dispose();
         _run.Dispose();

@@ -1,6 +1,7 @@
 using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Training;
 using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
 
 namespace OnnxAdadelta.Distributed;
@@ -24,7 +25,9 @@ public sealed record SplitGradient(string Parameter, string Name, DataType Type,
 /// random masks read it, and the buffers), and outputs the loss, each raw gradient, and each buffer's next value.</item>
 /// <item><see cref="UpdateModel"/>: the optimizer. Reads the gradients and the optimizer state, and outputs the next value
 /// of every state tensor except the buffers. Clipping, schedules, weight decay, EMA and accumulation sit here, so
-/// they see the reduced gradients.</item>
+/// they see the reduced gradients. Either the step model's standard ops (<see cref="UpdateMode.Graph"/>) or one fused
+/// <c>ai.onnxadadelta.AdadeltaUpdate</c> node (<see cref="UpdateMode.Fused"/>, see <see cref="FusedUpdate"/>), which
+/// is then the only node that reads a parameter or slot, so those can be bound in place (<see cref="InPlaceState"/>).</item>
 /// </list>
 /// Both keep the step model's value names, so a state tensor or gradient is bound under one name in either.
 /// </summary>
@@ -48,10 +51,24 @@ public sealed record StepSplit
     /// <summary>State inputs the update model reads and writes (everything but the buffers).</summary>
     public required IReadOnlyList<StateBinding> UpdateModelState { get; init; }
 
+    /// <summary>How <see cref="UpdateModel"/> runs the update: the standard ops, or the fused op.</summary>
+    public required UpdateMode Update { get; init; }
+
+    /// <summary>
+    /// State the update model may read and write in one buffer (bound as both input and output): with the fused update
+    /// the parameters and slots the fused node writes, since no other node of the update model reads them; empty with the
+    /// graph update, whose standard ops may read a parameter after writing its next value.
+    /// </summary>
+    public required IReadOnlyList<StateBinding> InPlaceState { get; init; }
+
     /// <summary>Cuts <paramref name="stepModel"/> (left unchanged) at its gradients.</summary>
+    /// <param name="stepModel">The training-step model.</param>
+    /// <param name="update">The update model's form: the step model's standard ops (default) or the fused op.</param>
     /// <exception cref="OnnxAdadeltaException">The step model is not one, or its update reads more than gradients and state.</exception>
-    public static StepSplit Apply(ModelProto stepModel)
+    /// <exception cref="NotSupportedException">The fused op cannot run these options (see <see cref="FusedUpdate.Unsupported"/>).</exception>
+    public static StepSplit Apply(ModelProto stepModel, UpdateMode update = UpdateMode.Graph)
     {
+        if (!Enum.IsDefined(update)) throw new ArgumentOutOfRangeException(nameof(update), update, "Expected Fused or Graph.");
         stepModel = StepModelState.WithInputDefaults(stepModel);
         var info = StepModelInfo.Read(stepModel, "the model");
         var inits = stepModel.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
@@ -83,8 +100,9 @@ public sealed record StepSplit
             Finish(gradientModel, keep: info.DataInputs);
         }
 
-        // The update model: the gradients' producers are cut off and the gradients become inputs.
-        var updateModel = stepModel.Clone();
+        // The update model: the gradients' producers are cut off and the gradients become inputs. The fused node takes
+        // no ordering inputs: nothing it would wait for (loss, buffers) is left in the update model.
+        var updateModel = update == UpdateMode.Fused ? FusedUpdate.Swap(stepModel, orderingInputs: false) : stepModel.Clone();
         {
             var graph = updateModel.Graph;
             var cut = graph.Node.Where(n => n.Output.Any(gradientNames.Contains)).ToList();
@@ -105,7 +123,7 @@ public sealed record StepSplit
         }
 
         var gradientInputs = gradientModel.Graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
-        var updateInputs = updateModel.Graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        var updateState = info.State.Where(s => s.Kind != StateKind.Buffer).ToList();
         return new StepSplit
         {
             Info = info,
@@ -113,8 +131,19 @@ public sealed record StepSplit
             UpdateModel = updateModel,
             Gradients = gradients,
             GradientModelState = info.State.Where(s => gradientInputs.Contains(s.Input)).ToList(),
-            UpdateModelState = info.State.Where(s => s.Kind != StateKind.Buffer).ToList(),
+            UpdateModelState = updateState,
+            Update = update,
+            InPlaceState = update == UpdateMode.Fused ? InPlace(updateModel.Graph, updateState) : [],
         };
+    }
+
+    // The state the fused node writes, where no other node reads its input: a value that may share one buffer.
+    private static List<StateBinding> InPlace(GraphProto graph, IReadOnlyList<StateBinding> state)
+    {
+        var fused = graph.Node.Single(n => n.Domain == FusedUpdate.Domain && n.OpType == FusedUpdate.OpType);
+        var written = fused.Output.ToHashSet(StringComparer.Ordinal);
+        var readElsewhere = graph.Node.Where(n => !ReferenceEquals(n, fused)).SelectMany(n => n.Input.Concat(GraphPasses.OuterScopeInputs(n))).ToHashSet(StringComparer.Ordinal);
+        return state.Where(s => written.Contains(s.Output) && !readElsewhere.Contains(s.Input)).ToList();
     }
 
     // Dead nodes go, then graph inputs nothing reads (with their initializers), except those in keep; the record of

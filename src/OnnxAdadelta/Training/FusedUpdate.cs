@@ -96,8 +96,14 @@ public static class FusedUpdate
     /// <summary>
     /// The step model with its update nodes replaced by one fused node (a new model; <paramref name="stepModel"/> is unchanged).
     /// </summary>
+    /// <param name="stepModel">The training-step model.</param>
+    /// <param name="orderingInputs">
+    /// Whether the node also takes every other graph output as an ordering input (see the remarks), which is what makes
+    /// binding parameters and slots in place safe in the whole step. False only for a graph that keeps no other reader of
+    /// them: the update model of distributed training, whose gradients are graph inputs.
+    /// </param>
     /// <exception cref="NotSupportedException">The options need a reduction (see <see cref="Unsupported"/>).</exception>
-    public static ModelProto Swap(ModelProto stepModel)
+    public static ModelProto Swap(ModelProto stepModel, bool orderingInputs = true)
     {
         var info = StepModelInfo.Read(stepModel, "the step model");
         var options = info.Optimizer;
@@ -134,7 +140,7 @@ public static class FusedUpdate
         }
         // Every other graph output must be computed before the node runs (see the remarks): ordering inputs.
         var written = outputs.ToHashSet(StringComparer.Ordinal);
-        inputs.AddRange(graph.Output.Select(o => o.Name).Where(o => !written.Contains(o) && o != info.Iterations.Output));
+        if (orderingInputs) inputs.AddRange(graph.Output.Select(o => o.Name).Where(o => !written.Contains(o) && o != info.Iterations.Output));
 
         foreach (var node in graph.Node.Where(n => n.Output.Any(written.Contains)).ToList()) graph.Node.Remove(node);
         var fused = new NodeProto { OpType = OpType, Domain = Domain, Name = $"{info.Optimizer.Name}/{OpType}" };

@@ -1,9 +1,11 @@
+using Google.Protobuf;
 using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Distributed;
 using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Optimizers;
+using OnnxAdadelta.Runtime;
 using OnnxAdadelta.Training;
 
 namespace OnnxAdadelta.Tests.Distributed;
@@ -17,6 +19,11 @@ public class DistributedTests
         AdadeltaRewrite.Apply(
             GradientGraphBuilder.Build(ModelIO.Load(Path.Combine(RepoPaths.Models, model)), new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" }),
             new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) }, rewrite);
+
+    internal static ModelProto DigitsStep(string model, AdadeltaOptions optimizer) =>
+        AdadeltaRewrite.Apply(
+            GradientGraphBuilder.Build(ModelIO.Load(Path.Combine(RepoPaths.Models, model)), new BuildTrainingOptions { Loss = LossKind.CrossEntropy, Output = "logits" }),
+            optimizer);
 
     internal static Dataset Digits(ModelProto step) => Dataset.Open(Path.Combine(RepoPaths.Models, "data", "digits-train.npz"), TrainingRun.InputSpecs(step));
 
@@ -116,6 +123,149 @@ public class DistributedTests
         DistributedRun.Run(two, data, run);
         double difference = ParameterDifference(two.ReadState(), plain.ReadState(), two.Info);
         Assert.True(difference < 1e-4, $"2 simulated ranks are {difference:E2} from one process after 5 steps");
+    }
+
+    [Fact]
+    public void TheFusedSplitUpdatesParametersAndSlotsInOneNodeThatNothingElseReads()
+    {
+        var split = StepSplit.Apply(CnnStep.Value, UpdateMode.Fused);
+        var info = split.Info;
+        Assert.Equal(UpdateMode.Fused, split.Update);
+        var nodes = split.UpdateModel.Graph.Node;
+        var fused = Assert.Single(nodes, n => n.Domain == FusedUpdate.Domain && n.OpType == FusedUpdate.OpType);
+        // Every parameter and slot is updated in place; the counter (and any buffer) stays ping-pong.
+        Assert.Equal(info.State.Where(s => s.Kind is StateKind.Parameter or StateKind.Slot).Select(s => s.Input), split.InPlaceState.Select(s => s.Input));
+        Assert.All(split.InPlaceState, s => Assert.Contains(s.Output, fused.Output));
+        // The fused node reads the counter, state and the gradients (graph inputs bound to the flat buffer), no ordering inputs.
+        var inputs = split.UpdateModel.Graph.Input.Select(i => i.Name).ToHashSet();
+        Assert.All(fused.Input, i => Assert.Contains(i, inputs));
+        Assert.All(split.Gradients, g => Assert.Contains(g.Name, fused.Input));
+        Assert.DoesNotContain(info.Loss, fused.Input);
+        var inPlace = split.InPlaceState.Select(s => s.Input).ToHashSet();
+        Assert.All(nodes.Where(n => n != fused), n => Assert.DoesNotContain(n.Input, inPlace.Contains));
+        // The graph update keeps the standard ops and binds nothing in place.
+        var graph = StepSplit.Apply(CnnStep.Value);
+        Assert.Empty(graph.InPlaceState);
+        Assert.DoesNotContain(graph.UpdateModel.Graph.Node, n => n.Domain == FusedUpdate.Domain);
+    }
+
+    [Fact]
+    public void TheFusedUpdateIsBitIdenticalToTheGraphUpdateWithStateInPlace()
+    {
+        // Weight decay and EMA add slots and terms to the update; the fused op runs them all.
+        var step = DigitsStep("digits-mlp.onnx", new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), WeightDecay = 1e-3, UseEma = true });
+        var data = Digits(step);
+        var run = new TrainingRunOptions { Steps = 4, BatchSize = 30, Shuffle = true, Seed = 7 };
+        using var graph = DistributedTrainer.Simulated(step, 2, new DistributedOptions { Threads = 1 });
+        using var fused = DistributedTrainer.Simulated(step, 2, new DistributedOptions { Threads = 1, Update = UpdateMode.Fused });
+        Assert.Equal(UpdateMode.Graph, graph.Update);
+        Assert.Equal(UpdateMode.Fused, fused.Update);
+        Assert.Equal("fused (ai.onnxadadelta.AdadeltaUpdate, parameters and state in place); on every rank after the all-reduce", fused.UpdateDescription);
+        var graphLosses = new List<float>();
+        var fusedLosses = new List<float>();
+        DistributedRun.Run(graph, data, run, s => graphLosses.Add(s.Loss));
+        DistributedRun.Run(fused, data, run, s => fusedLosses.Add(s.Loss));
+        Assert.Equal(graphLosses, fusedLosses);
+        var expected = graph.ReadState();
+        var actual = fused.ReadState();
+        Assert.Contains(actual.Keys, k => k.Contains("ema", StringComparison.OrdinalIgnoreCase));
+        foreach (var (name, value) in expected) Assert.True(value.RawData.Equals(actual[name].RawData), $"state '{name}' differs");
+        Assert.Equal(4L, fused.Iteration);
+        // Parameters and slots have one copy instead of two: only the counter keeps a spare (one int64, padded to the
+        // flat buffers' alignment).
+        Assert.Equal(graph.StateMemoryBytes / 2 + FlatTensorBuffer.AlignmentBytes, fused.StateMemoryBytes);
+    }
+
+    [Fact]
+    public void TheUpdateModeDefaultsAsInOneProcessAndRefusesWhatTheFusedOpCannotRunAsTrainerDoes()
+    {
+        using (var plain = new Trainer(CnnStep.Value, new TrainerOptions { Threads = 1 }))
+        using (var distributed = DistributedTrainer.Simulated(CnnStep.Value, 2, new DistributedOptions { Threads = 1 }))
+            Assert.Equal(plain.Update, distributed.Update);
+        foreach (var optimizer in new[] { new AdadeltaOptions { ClipNorm = 0.5 }, new AdadeltaOptions { GlobalClipNorm = 1 } })
+        {
+            var step = DigitsStep("digits-mlp.onnx", optimizer);
+            var single = Assert.Throws<OnnxAdadeltaException>(() => new Trainer(step, new TrainerOptions { Update = UpdateMode.Fused }));
+            using var collective = new LocalCollective();
+            var e = Assert.Throws<OnnxAdadeltaException>(() => new DistributedTrainer(step, collective, new DistributedOptions { Update = UpdateMode.Fused }));
+            Assert.Equal(single.Message, e.Message);
+            Assert.StartsWith("--update fused: not available for this run: ", e.Message);
+            Assert.DoesNotContain('\n', e.Message);
+            // The graph update runs them (global_clipnorm on the reduced gradients).
+            using var graph = new DistributedTrainer(step, collective, new DistributedOptions { Threads = 1 });
+            Assert.Equal(UpdateMode.Graph, graph.Update);
+        }
+    }
+
+    // Rank 0 of 2 whose peer holds the same shard: each all-reduce call doubles its values, and the calls are recorded.
+    private sealed class MirroredPeer : ICollective
+    {
+        public List<int> Calls { get; } = [];
+        public int Rank => 0;
+        public int Size => 2;
+        public void AllReduceSum(Span<float> values)
+        {
+            Calls.Add(values.Length);
+            System.Numerics.Tensors.TensorPrimitives.Multiply(values, 2f, values);
+        }
+        public void Broadcast(Span<byte> bytes, int root) { }
+        public (long Min, long Max) MinMax(long value) => (value, value);
+        public void Barrier() { }
+        [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+        public void Abort(int exitCode) => throw new NotSupportedException();
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public void TheAllReduceCoversTheFlatGradientBufferOnceInBucketsOfTheGivenSize()
+    {
+        var step = CnnStep.Value;
+        var data = Digits(step);
+        var rows = Enumerable.Range(0, 16).Select(i => (long)i).ToArray();
+        var shard = TrainingRun.InputSpecs(step).ToDictionary(s => s.Name, s => data.Gather(s.Name, rows));
+        // One rank alone: the shard's mean gradient.
+        using var alone = new DistributedTrainer(step, new LocalCollective(), new DistributedOptions { Threads = 1 });
+        alone.StepOnShard(shard, 16);
+        // Rank 0 of 2 (16 of 32 rows): times 16, summed with the mirrored peer, divided by 32: the same values, bit for
+        // bit (powers of two), only if every value went through exactly one all-reduce call.
+        var peer = new MirroredPeer();
+        using var two = new DistributedTrainer(step, peer, new DistributedOptions { Threads = 1, BucketMb = 0.004 });
+        two.StepOnShard(shard, 32);
+        Assert.Equal(1048, two.BucketElements); // 0.004 MiB of float32
+        Assert.True(peer.Calls.Count >= 3, $"{peer.Calls.Count} calls");
+        Assert.All(peer.Calls.SkipLast(1), n => Assert.Equal(two.BucketElements, n));
+        Assert.InRange(peer.Calls[^1], 1, two.BucketElements);
+        Assert.InRange(peer.Calls.Sum(), two.GradientCount + 1, two.GradientCount + 1 + 16 * 8); // gradients, loss, alignment padding
+        Assert.Equal(alone.ReadGradients(), two.ReadGradients());
+    }
+
+    [Fact]
+    public void ACheckpointResumesWhereTheRunWasWithAnyNumberOfRanks()
+    {
+        var step = DigitsStep("digits-mlp.onnx", new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0) });
+        var data = Digits(step);
+        var run = new TrainingRunOptions { Steps = 3, BatchSize = 30, Shuffle = true, Seed = 2 };
+        var fused = new DistributedOptions { Threads = 1, Update = UpdateMode.Fused };
+        using var straight = DistributedTrainer.Simulated(step, 2, fused);
+        DistributedRun.Run(straight, data, run with { Steps = 6 });
+        ModelProto checkpoint;
+        using (var first = DistributedTrainer.Simulated(step, 2, fused))
+        {
+            DistributedRun.Run(first, data, run);
+            checkpoint = ModelProto.Parser.ParseFrom(first.Checkpoint().ToByteArray()); // as written to a file
+        }
+        using var resumed = DistributedTrainer.Simulated(checkpoint, 2, fused);
+        Assert.Equal(3L, resumed.Iteration);
+        DistributedRun.Run(resumed, data, run);
+        var expected = straight.ReadState();
+        foreach (var (name, value) in resumed.ReadState()) Assert.True(value.RawData.Equals(expected[name].RawData), $"state '{name}' differs after the resume");
+        // The same checkpoint in one process, or on 4 ranks, goes on from iteration 3.
+        using var one = new Trainer(checkpoint, new TrainerOptions { Threads = 1 });
+        Assert.Equal(3L, one.Iteration);
+        using var four = DistributedTrainer.Simulated(checkpoint, 4, new DistributedOptions { Threads = 1 });
+        Assert.Equal(3L, four.Iteration);
+        var parameter = one.Info.Parameters.First();
+        Assert.Equal(checkpoint.Graph.Initializer.Single(t => t.Name == parameter).RawData, four.ReadState()[parameter].RawData);
     }
 
     [Fact]

@@ -88,8 +88,9 @@ public sealed record StepModelInfo
     /// <summary>
     /// The graph output holding the learning rate the step applied (a float32 scalar: the rate of the parameters in no
     /// parameter group of their own, the rate <see cref="AdadeltaOptions.LearningRateAt(long)"/> computes on the host).
-    /// Written since this library's step models carry the output; null in older step models and checkpoints, whose
-    /// trainers compute the rate on the host instead (and whose rewrite by a changed optimizer adds the output).
+    /// Optional within format 2: null in step models and checkpoints written before the rewrite added the output; a
+    /// trainer of such a model computes the rate on the host instead, and changing its optimizer
+    /// (<see cref="OptimizerChange"/>) rewrites the update with the output.
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? LearningRateOutput { get; init; }

@@ -97,9 +97,10 @@ public sealed class Trainer : IDisposable
     /// <summary>
     /// Loads <paramref name="stepModel"/>, whose contract <paramref name="info"/> the caller has already read (for example
     /// with <see cref="StepModelInfo.Read"/>, or from <see cref="AdadeltaRewrite.Apply(ModelProto, AdadeltaOptions, Graphs.RewriteOptions?, out StepModelInfo)"/>),
-    /// into an ONNX Runtime session after checking its stored state (<see cref="StepModelInfo.ValidateState"/>).
+    /// into an ONNX Runtime session after checking the contract against the graph (<see cref="StepModelInfo.Validate"/>,
+    /// no parse) and the stored state (<see cref="StepModelInfo.ValidateState"/>).
     /// </summary>
-    /// <exception cref="OnnxAdadeltaException">The stored state is not valid, or ONNX Runtime rejects the model.</exception>
+    /// <exception cref="OnnxAdadeltaException">The contract does not fit the model, the stored state is not valid, or ONNX Runtime rejects the model.</exception>
     public Trainer(ModelProto stepModel, StepModelInfo info, TrainerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(stepModel);
@@ -107,6 +108,7 @@ public sealed class Trainer : IDisposable
         options ??= new TrainerOptions();
         _options = options;
         // Older step models (state values in initializers named as the inputs) are upgraded, so checkpoints are format 2.
+        info.Validate(stepModel, "the model");
         (Model, Info) = StepModelState.Upgrade(stepModel, info);
         Info.ValidateState(Model, "the step model");
         Device = options.Device;

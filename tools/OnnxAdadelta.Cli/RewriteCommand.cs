@@ -22,10 +22,9 @@ public static class RewriteCommand
             using var outputLock = DestinationLock.Acquire(r.GetValue(output)!, "step model (-o)");
             var options = flags.Options(r);
             var path = r.GetValue(input)!;
-            var step = AdadeltaRewrite.Apply(ModelIO.Load(path, CliApp.LoadOptionsOf(r)), options, flags.Rewrite(r));
+            var step = AdadeltaRewrite.Apply(ModelIO.Load(path, CliApp.LoadOptionsOf(r)), options, flags.Rewrite(r), out var info);
             OrtSessions.Validate(step, $"the step model rewritten from {path}");
             ModelIO.Save(step, r.GetValue(output)!);
-            var info = StepModelInfo.Read(step, r.GetValue(output)!);
             io.Out.WriteLine($"wrote {r.GetValue(output)}: {info.Parameters.Count()} parameters, {info.State.Count} state tensors, learning rate {info.Optimizer.LearningRate}");
             return 0;
         }));

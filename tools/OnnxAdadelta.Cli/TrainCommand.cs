@@ -131,16 +131,17 @@ public static class TrainCommand
             using var logLock = writer && r.GetValue(log) is { } logTarget ? DestinationLock.Acquire(logTarget, "step log (--log)") : null;
             using var plotLock = writer && plotPath is not null ? DestinationLock.Acquire(plotPath, "plot (--plot)") : null;
 
-            var model = Prepare(path, r, flags, build, checkpoint, rankIO, say);
-            var dataset = Dataset.Open(r.GetValue(data)!, TrainingRun.InputSpecs(model));
+            // The step model's contract is read (or made) once here and passed along to everything below.
+            var (model, info) = Prepare(path, r, flags, build, checkpoint, rankIO, say);
+            var dataset = Dataset.Open(r.GetValue(data)!, TrainingRun.InputSpecs(model, info));
             var batchPlan = dataset.Plan(common.BatchSize(r), common.Shuffle(r), common.Seed(r));
             if (collective is not null)
-                return RunDistributed(rankIO, collective, model, dataset, common.RunOptions(r, r.GetValue(steps)!.Value), r.GetValue(threads), r.GetValue(bucketMb),
+                return RunDistributed(rankIO, collective, model, info, dataset, common.RunOptions(r, r.GetValue(steps)!.Value), r.GetValue(threads), r.GetValue(bucketMb),
                     r.GetValue(checkReplicas), r.GetValue(update), r.GetValue(log), outPath, r.GetValue(eval), level);
 
-            var heldOut = r.GetValue(eval) is { } held ? Dataset.Open(held, TrainingRun.InputSpecs(model)) : null;
+            var heldOut = r.GetValue(eval) is { } held ? Dataset.Open(held, TrainingRun.InputSpecs(model, info)) : null;
             say.WriteLine("loading the step model into ONNX Runtime…");
-            using var trainer = new Trainer(model, new TrainerOptions { Device = r.GetValue(device), Threads = r.GetValue(threads), ProfilePath = r.GetValue(profile), Update = r.GetValue(update) });
+            using var trainer = new Trainer(model, info, new TrainerOptions { Device = r.GetValue(device), Threads = r.GetValue(threads), ProfilePath = r.GetValue(profile), Update = r.GetValue(update) });
             var dataPlan = DataPlan.Of(r.GetValue(data)!, batchPlan);
             if (trainer.Iteration > 0 && DataPlan.Read(model, path) is { } recorded && recorded.ChangesTo(dataPlan) is { Count: > 0 } changes)
             {
@@ -245,6 +246,9 @@ public static class TrainCommand
         w.Number("first_loss", h.First?.Loss);
         w.Number("last_loss", h.Last?.Loss);
         w.Number("elapsed_seconds", h.Last?.ElapsedSeconds);
+        // The rate the last step applied, as the step model output it (computed on the host for older models).
+        w.Number("learning_rate", h.Last?.LearningRate);
+        w.WriteString("learning_rate_source", trainer.LearningRateFromGraph ? "graph" : "host");
         w.WriteNumber("skipped_steps", h.SkippedSteps);
         if (heldOut is null) w.WriteNull("eval");
         else
@@ -275,10 +279,10 @@ public static class TrainCommand
     });
 
     /// <summary>The distributed run (main's data-parallel path): steps, the step log and the checkpoint; rank 0 prints.</summary>
-    private static int RunDistributed(CliIO rankIO, ICollective collective, ModelProto model, Dataset dataset, TrainingRunOptions run, int? threads,
+    private static int RunDistributed(CliIO rankIO, ICollective collective, ModelProto model, StepModelInfo info, Dataset dataset, TrainingRunOptions run, int? threads,
         double bucketMb, bool checkReplicas, UpdateMode? update, string? logPath, string outPath, string? evalPath, Verbosity level)
     {
-        var evalTarget = evalPath is null ? null : LabelInput(model);
+        var evalTarget = evalPath is null ? null : LabelInput(model, info);
         var say = level == Verbosity.Quiet ? TextWriter.Null : rankIO.Out;
         using var ranks = new DistributedTrainer(model, collective, new DistributedOptions { Threads = threads, BucketMb = bucketMb, CheckReplicas = checkReplicas, Update = update });
         say.WriteLine($"update: {ranks.UpdateDescription}");
@@ -312,10 +316,10 @@ public static class TrainCommand
     }
 
     /// <summary>The data input that only the loss reads (the labels), for --eval of a distributed run.</summary>
-    private static string LabelInput(ModelProto stepModel)
+    private static string LabelInput(ModelProto stepModel, StepModelInfo info)
     {
-        var inferenceInputs = InferenceExport.Export(stepModel).Graph.Input.Select(i => i.Name).ToHashSet();
-        return TrainingRun.InputSpecs(stepModel).Select(s => s.Name).FirstOrDefault(n => !inferenceInputs.Contains(n))
+        var inferenceInputs = InferenceExport.Export(stepModel, info).Graph.Input.Select(i => i.Name).ToHashSet();
+        return TrainingRun.InputSpecs(stepModel, info).Select(s => s.Name).FirstOrDefault(n => !inferenceInputs.Contains(n))
             ?? throw new ArgumentException("--eval: the model has no label input to compare with; use 'onnx-adadelta evaluate'.");
     }
 
@@ -353,8 +357,11 @@ public static class TrainCommand
         return code;
     }
 
-    /// <summary>Classifies the model and makes its step model, saying what happens on <paramref name="say"/>.</summary>
-    private static ModelProto Prepare(string path, ParseResult r, AdadeltaFlags flags, BuildTrainingFlags build, Option<string?> checkpoint, CliIO io, TextWriter say)
+    /// <summary>
+    /// Classifies the model and makes its step model, saying what happens on <paramref name="say"/>; returns it with its
+    /// contract, read once from a step model's metadata or kept from the rewrite that wrote it.
+    /// </summary>
+    private static (ModelProto Model, StepModelInfo Info) Prepare(string path, ParseResult r, AdadeltaFlags flags, BuildTrainingFlags build, Option<string?> checkpoint, CliIO io, TextWriter say)
     {
         var model = ModelIO.Load(path, CliApp.LoadOptionsOf(r));
         var stepInfo = StepModelInfo.TryRead(model, path);
@@ -376,9 +383,9 @@ public static class TrainCommand
             if (flags.Changed(r, stepInfo.Optimizer) is { } changed)
             {
                 say.WriteLine($"rewriting the optimizer of {Path.GetFileName(path)} with the new settings (parameters, accumulators and counter kept)…");
-                model = OptimizerChange.Apply(model, stepInfo, changed);
+                model = OptimizerChange.Apply(model, stepInfo, changed, out stepInfo);
             }
-            return model;
+            return (model, stepInfo);
         }
         var rewrite = flags.Rewrite(r);
         if (isArtifact)
@@ -387,7 +394,8 @@ public static class TrainCommand
             model = OrtArtifactImport.Import(model, ImportOrtCommand.Options(path, r.GetValue(checkpoint), rewrite.ParameterValues));
         }
         say.WriteLine("inserting the Adadelta update…");
-        return AdadeltaRewrite.Apply(model, flags.Options(r), rewrite);
+        model = AdadeltaRewrite.Apply(model, flags.Options(r), rewrite, out var info);
+        return (model, info);
     }
 
     private static void WarnOnKerasDefault(AdadeltaOptions options, CliIO io)

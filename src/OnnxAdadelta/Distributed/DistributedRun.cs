@@ -41,7 +41,7 @@ public static class DistributedRun
             {
                 loss = trainer.Step(inputs.ToDictionary(n => n, n => data.Gather(n, rows), StringComparer.Ordinal));
             }
-            onStep?.Invoke(new StepReport(trainer.Iteration, step, options.Steps, loss, optimizer.LearningRateAt(iteration), clock.Elapsed.TotalSeconds));
+            onStep?.Invoke(new StepReport(trainer.Iteration, step, options.Steps, loss, trainer.LearningRate ?? optimizer.LearningRateAt(iteration), clock.Elapsed.TotalSeconds));
             // Every rank stops after the same step: the ranks agree on whether any was cancelled.
             if (cancel.CanBeCanceled && trainer.AnyRank(cancel.IsCancellationRequested)) break;
         }

@@ -81,6 +81,7 @@ public sealed class DistributedTrainer : IDisposable
     private readonly string[] _pingPong;
     private readonly Dictionary<string, TensorElementType> _stateTypes = new(StringComparer.Ordinal);
     private readonly FlatTensorBuffer _gradients;
+    private readonly OrtValue? _learningRate;
     private readonly float[][] _shards;
     private readonly Dictionary<string, (long[] Shape, OrtValue Value)> _dataBuffers = new(StringComparer.Ordinal);
     private readonly IReadOnlyDictionary<string, NodeMetadata> _dataMetadata;
@@ -154,6 +155,8 @@ public sealed class DistributedTrainer : IDisposable
 
         // The flat gradient buffer: every gradient in parameter order, then the loss; ORT writes straight into it.
         _gradients = new FlatTensorBuffer(TensorElementType.Float, [.. Split.Gradients.Select(g => (g.Name, g.Shape)), (Info.Loss, [])]);
+        if (Info.LearningRateOutput is { } rateName && Split.UpdateModel.Graph.Output.Any(o => o.Name == rateName))
+            _learningRate = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, []);
         GradientCount = checked((int)Split.Gradients.Sum(g => g.ElementCount));
         _bucketElements = (int)Math.Max(1, Math.Min(int.MaxValue, _options.BucketMb * 1024 * 1024 / sizeof(float)));
         _shards = simulatedRanks > 0 ? Enumerable.Range(0, simulatedRanks).Select(_ => new float[_gradients.Length]).ToArray() : [];
@@ -215,6 +218,15 @@ public sealed class DistributedTrainer : IDisposable
 
     /// <summary>The optimizer's iteration counter.</summary>
     public long Iteration { get; private set; }
+
+    /// <summary>
+    /// The learning rate the last step applied (null before the first step): read from the update model's learning-rate
+    /// output (<see cref="StepModelInfo.LearningRateOutput"/>), or computed on the host for a step model without one.
+    /// </summary>
+    public float? LearningRate { get; private set; }
+
+    /// <summary>Whether <see cref="LearningRate"/> is read from the update model's output (true) or computed on the host.</summary>
+    public bool LearningRateFromGraph => _learningRate is not null;
 
     /// <summary>Seconds the last step spent in the gradient all-reduce.</summary>
     public double LastAllReduceSeconds { get; private set; }
@@ -312,8 +324,10 @@ public sealed class DistributedTrainer : IDisposable
                 binding.BindInput(s.Input, Current(s.Input).Value);
                 binding.BindOutput(s.Output, Next(s.Input).Value);
             }
+            if (_learningRate is { } rate) binding.BindOutput(Info.LearningRateOutput!, rate);
             _updateSession.RunWithBinding(_run, binding);
         }
+        LearningRate = _learningRate is { } applied ? applied.GetTensorDataAsSpan<float>()[0] : Info.Optimizer.LearningRateAt(Iteration);
         foreach (var s in Info.State.Where(s => s.Kind == StateKind.Buffer)) _collective.Broadcast(Next(s.Input).Bytes, 0);
         foreach (var name in _pingPong) (_current[name], _next[name]) = (_next[name], _current[name]);
         Iteration++;
@@ -346,7 +360,7 @@ public sealed class DistributedTrainer : IDisposable
     public ModelProto Checkpoint()
     {
         var state = ReadState();
-        var model = Model.Clone();
+        var model = Model.DeepCopy();
         var inits = model.Graph.Initializer;
         for (int i = 0; i < inits.Count; i++)
             if (state.TryGetValue(inits[i].Name, out var value)) inits[i] = value;
@@ -404,7 +418,7 @@ public sealed class DistributedTrainer : IDisposable
     private static ModelProto WithoutStateValues(ModelProto model, StepModelInfo info)
     {
         var state = info.State.Select(s => s.Input).ToHashSet(StringComparer.Ordinal);
-        var copy = model.Clone();
+        var copy = model.DeepCopy();
         foreach (var t in copy.Graph.Initializer.Where(t => state.Contains(t.Name)).ToList()) copy.Graph.Initializer.Remove(t);
         return copy;
     }
@@ -422,6 +436,7 @@ public sealed class DistributedTrainer : IDisposable
     {
         foreach (var b in _state.Values.Concat(_spare.Values)) b.Dispose();
         _gradients.Dispose();
+        _learningRate?.Dispose();
         foreach (var (_, v) in _dataBuffers.Values) v.Dispose();
         _run.Dispose();
         _gradientSession.Dispose();

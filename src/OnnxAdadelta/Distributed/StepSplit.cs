@@ -1,4 +1,5 @@
 using OnnxAdadelta.Onnx.Proto;
+using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Training;
@@ -88,7 +89,7 @@ public sealed record StepSplit
         var buffers = info.State.Where(s => s.Kind == StateKind.Buffer).ToList();
 
         // The gradient model: loss, gradients and buffers out.
-        var gradientModel = stepModel.Clone();
+        var gradientModel = stepModel.DeepCopy();
         {
             var graph = gradientModel.Graph;
             var outputs = graph.Output.ToDictionary(o => o.Name, StringComparer.Ordinal);
@@ -102,7 +103,7 @@ public sealed record StepSplit
 
         // The update model: the gradients' producers are cut off and the gradients become inputs. The fused node takes
         // no ordering inputs: nothing it would wait for (loss, buffers) is left in the update model.
-        var updateModel = update == UpdateMode.Fused ? FusedUpdate.Swap(stepModel, orderingInputs: false) : stepModel.Clone();
+        var updateModel = update == UpdateMode.Fused ? FusedUpdate.Swap(stepModel, orderingInputs: false) : stepModel.DeepCopy();
         {
             var graph = updateModel.Graph;
             var cut = graph.Node.Where(n => n.Output.Any(gradientNames.Contains)).ToList();
@@ -112,6 +113,8 @@ public sealed record StepSplit
             var outputs = graph.Output.ToDictionary(o => o.Name, StringComparer.Ordinal);
             graph.Output.Clear();
             foreach (var s in info.State.Where(s => s.Kind != StateKind.Buffer)) graph.Output.Add(outputs[s.Output]);
+            // The rate this step applied: read back after each step, as a single-process trainer does.
+            if (info.LearningRateOutput is { } rate && outputs.TryGetValue(rate, out var rateOutput)) graph.Output.Add(rateOutput);
             Finish(updateModel, keep: []);
             var read = ReadValues(graph);
             if (info.DataInputs.FirstOrDefault(read.Contains) is { } data)

@@ -102,9 +102,10 @@ public static class GradientGraphBuilder
     /// <exception cref="OnnxAdadeltaException">Bad options or an op without a rule; the message names the culprit.</exception>
     public static ModelProto Build(ModelProto inference, BuildTrainingOptions options, out BuildTrainingReport report)
     {
-        var inlined = FunctionInlining.Inline(inference);
-        OpsetImports.Normalize(inlined);
-        var model = OpsetUpgrade.Apply(inlined);
+        // One deep copy (function inlining's); the opset upgrade works on that copy.
+        var model = FunctionInlining.Inline(inference);
+        OpsetImports.Normalize(model);
+        OpsetUpgrade.UpgradeInPlace(model);
         var graph = model.Graph;
         InputShapes.Apply(model, options.InputShapes);
         ConstantWeights.Apply(graph, options.TrainableConstants);

@@ -1,4 +1,5 @@
 using OnnxAdadelta.Graphs;
+using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Onnx.Proto;
 using OnnxAdadelta.Runtime;
 using DataType = OnnxAdadelta.Onnx.Proto.TensorProto.Types.DataType;
@@ -26,8 +27,12 @@ public static class ShapeInference
     internal static IReadOnlyDictionary<string, TypeAndShape> Infer(ModelProto model, int segmentNodes)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(segmentNodes, 1);
-        var probe = model.Clone();
+        // The probe shares the model's nodes and tensors (ORT only reads them, and segments and rank probes are built from
+        // them by reference); it adds outputs to its own lists, and the refinement below retypes its outputs in place, so
+        // the model's own outputs are copied first (a few value infos, not the model).
+        var probe = model.ShareElements();
         var g = probe.Graph;
+        for (int i = 0; i < g.Output.Count; i++) g.Output[i] = g.Output[i].Clone();
         var outputs = g.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var node in g.Node)
             foreach (var o in node.Output)

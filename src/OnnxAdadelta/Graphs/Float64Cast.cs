@@ -17,7 +17,7 @@ public static class Float64Cast
     /// <summary>A float64 copy of <paramref name="model"/>; the model itself is left unchanged.</summary>
     public static ModelProto Apply(ModelProto model)
     {
-        var copy = model.Clone();
+        var copy = model.DeepCopy();
         Graph(copy.Graph);
         foreach (var function in copy.Functions)
             foreach (var node in function.Node) Node(node);

@@ -1,3 +1,4 @@
+using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Onnx.Proto;
 
 namespace OnnxAdadelta.Graphs;
@@ -22,7 +23,7 @@ public static class FunctionInlining
     /// <exception cref="OnnxAdadeltaException">An opset conflict, a recursive function, or a call that does not fit its function.</exception>
     public static ModelProto Inline(ModelProto model)
     {
-        var result = model.Clone();
+        var result = model.DeepCopy();
         if (result.Functions.Count == 0) return result;
         var functions = new Dictionary<(string, string, string), FunctionProto>();
         foreach (var f in result.Functions)

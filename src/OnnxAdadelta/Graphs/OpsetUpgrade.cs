@@ -35,9 +35,19 @@ public static class OpsetUpgrade
     public static ModelProto Apply(ModelProto model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var result = model.Clone();
+        var result = model.DeepCopy();
+        UpgradeInPlace(result);
+        return result;
+    }
+
+    /// <summary>
+    /// <see cref="Apply"/> on <paramref name="result"/> itself, for a pipeline that owns its copy already (the autodiff
+    /// driver upgrades the copy function inlining made, instead of copying it again).
+    /// </summary>
+    internal static void UpgradeInPlace(ModelProto result)
+    {
         var ai = result.OpsetImport.FirstOrDefault(o => o.Domain is "" or "ai.onnx");
-        if (ai is null || ai.Version >= Target) return result;
+        if (ai is null || ai.Version >= Target) return;
         int from = (int)ai.Version;
         if (from < Oldest)
             throw new OnnxAdadeltaException($"The model imports ai.onnx opset {from}; only opsets {Oldest} to {Target - 1} can be upgraded to {Target} (convert it with onnx.version_converter first).");
@@ -51,7 +61,6 @@ public static class OpsetUpgrade
                 $"Cannot upgrade the model from ai.onnx opset {from} to {Target}: {string.Join("; ", upgrader.Refused.Select(r => $"{r.Key} ×{r.Value}"))}.");
         ai.Version = Target;
         if (result.IrVersion < 7) result.IrVersion = 7;
-        return result;
     }
 
     /// <summary>Ops whose opset-7-to-12 versions mean the same as their opset-13 version for every valid model.</summary>

@@ -194,7 +194,7 @@ public static class Lowering
                 if (refreshedAt != position)
                 {
                     refreshedAt = position;
-                    var probe = model.Clone();
+                    var probe = model.DeepCopy();
                     probe.Graph.Node.Clear();
                     probe.Graph.Node.AddRange(graph.Node.Concat(original.Skip(position)).Select(n => n.Clone()));
                     types = InferableTypes(probe, Lowered);
@@ -222,7 +222,7 @@ public static class Lowering
     /// </summary>
     private static IReadOnlyDictionary<string, Runtime.TypeAndShape> InferableTypes(ModelProto model, Func<NodeProto, bool> lowered)
     {
-        var probe = model.Clone();
+        var probe = model.DeepCopy();
         var g = probe.Graph;
         var cut = new HashSet<string>(StringComparer.Ordinal);
         var kept = new List<NodeProto>();

@@ -55,7 +55,7 @@ public static class OrtArtifactImport
         ArgumentNullException.ThrowIfNull(trainingModel);
         ArgumentNullException.ThrowIfNull(options);
         var source = options.Source;
-        var model = trainingModel.Clone();
+        var model = trainingModel.DeepCopy();
         var graph = model.Graph ?? throw new OnnxAdadeltaException($"{source}: the model has no graph.");
         if (graph.Output.Count == 0) throw new OnnxAdadeltaException($"{source}: the training model has no outputs; its first output must be the loss.");
         OpsetImports.Normalize(model, source);

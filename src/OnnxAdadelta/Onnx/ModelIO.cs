@@ -115,7 +115,7 @@ public static class ModelIO
                 return;
             }
 
-            var copy = model.Clone();
+            var copy = model.DeepCopy();
             var dataFile = Path.GetFileName(Path.GetFullPath(path)) + ".data";
             var moved = ExternalData.Externalize(copy, options.ExternalDataThreshold, dataFile);
             long size = SerializedSize(copy);

@@ -22,7 +22,14 @@ public static class AdadeltaRewrite
     /// its storage dtype (<see cref="MixedPrecision"/>).
     /// </remarks>
     /// <exception cref="OnnxAdadeltaException">The graph breaks the input contract; the message names the culprit.</exception>
-    public static ModelProto Apply(ModelProto training, AdadeltaOptions options, RewriteOptions? rewrite = null)
+    public static ModelProto Apply(ModelProto training, AdadeltaOptions options, RewriteOptions? rewrite = null) => Apply(training, options, rewrite, out _);
+
+    /// <summary>
+    /// <see cref="Apply(ModelProto, AdadeltaOptions, RewriteOptions?)"/>, also giving the step model's contract as
+    /// written into its metadata (checked against the graph), so that the caller passes it along instead of reading it back.
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">The graph breaks the input contract; the message names the culprit.</exception>
+    public static ModelProto Apply(ModelProto training, AdadeltaOptions options, RewriteOptions? rewrite, out StepModelInfo info)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -32,7 +39,7 @@ public static class AdadeltaRewrite
             rewrite = rewrite with { ParameterValues = StepModelState.ParameterValues(supplied) };
         if (StepModelInfo.TryRead(training) is not null)
             throw new OnnxAdadeltaException("The model is already a training-step model; rewrite takes a training graph.");
-        var model = training.Clone();
+        var model = training.DeepCopy();
         var graph = model.Graph;
         OpsetImports.Normalize(model);
         Opsets.RaiseForRewrite(model);
@@ -128,6 +135,11 @@ public static class AdadeltaRewrite
         }
         state.Add(new StateBinding(iterations, iterationsNext, StateKind.Iterations));
         newOutputs.Add(TypeProtos.ValueInfo(iterationsNext, DataType.Int64, []));
+        // The learning rate this step applies (of the parameters in no group with a rate of its own), so that a trainer
+        // reads it back with the loss instead of computing the schedule again.
+        var learningRateOutput = b.UniqueName($"{options.Name}/learning_rate");
+        graph.Node.Add(Node("Identity", b.UniqueName($"{learningRateOutput}/Identity"), [learningRate], learningRateOutput));
+        newOutputs.Add(TypeProtos.ValueInfo(learningRateOutput, DataType.Float, []));
 
         // Outputs: the original ones (loss first, gradients dropped unless kept), then the state.
         var original = graph.Output.ToList();
@@ -141,7 +153,7 @@ public static class AdadeltaRewrite
         GraphPasses.RemoveDeadCode(graph);
         GraphPasses.TopologicalSort(graph);
 
-        new StepModelInfo
+        var written = new StepModelInfo
         {
             Loss = found.Loss,
             Outputs = kept.Select(o => o.Name).ToList(),
@@ -151,10 +163,12 @@ public static class AdadeltaRewrite
             Optimizer = options,
             InferenceValues = analyzed.Info.InferenceValues,
             Labels = LabelsOf(analyzed, graph) is { Count: > 0 } labels ? labels : null,
-        }.WriteTo(model);
+            LearningRateOutput = learningRateOutput,
+        };
+        written.Validate(model, "the step model");
         foreach (var entry in model.MetadataProps.Where(p => p.Key == TrainingGraphInfo.MetadataKey).ToList()) model.MetadataProps.Remove(entry);
         // Format 2: each state input's value moves to an initializer of another name, so that every binding can feed it.
-        StepModelState.UpgradeInPlace(model, StepModelInfo.Read(model, "the step model"));
+        info = StepModelState.UpgradeInPlace(model, written);
         return model;
     }
 

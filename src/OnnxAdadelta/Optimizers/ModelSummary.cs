@@ -5,7 +5,7 @@ namespace OnnxAdadelta.Optimizers;
 
 /// <summary>One named tensor in a summary: its role, type and element count.</summary>
 /// <param name="Name">The tensor.</param>
-/// <param name="Role">data, parameter, gradient, accum_grad, accum_var, iterations, output, loss.</param>
+/// <param name="Role">data, parameter, gradient, accum_grad, accum_var, iterations, output, loss, learning_rate.</param>
 /// <param name="Type">A readable type such as float[batch,64].</param>
 /// <param name="Detail">Extra information (the gradient of a parameter, where a state output feeds).</param>
 public sealed record SummaryRow(string Name, string Role, string Type, string Detail);
@@ -54,6 +54,10 @@ public sealed record ModelSummary(string Kind, long IrVersion, IReadOnlyList<str
                 var detail = s.Kind == StateKind.Parameter ? $"gradient {info.Gradients[s.Input]}; next value {s.Output}" : $"next value {s.Output}";
                 rows.Add(new SummaryRow(s.Input, role, TypeOf(s.Input), detail));
             }
+            if (info.LearningRateOutput is { } lr)
+                rows.Add(new SummaryRow(lr, "learning_rate", TypeOf(lr), "the rate each step applies, read back with the loss"));
+            else
+                notes.Add("learning rate: no output for it (an older step model); train computes each step's rate on the host");
             return new ModelSummary("training-step model", model.IrVersion, opsets, rows, notes);
         }
         try

@@ -28,8 +28,17 @@ public static class OptimizerChange
     }
 
     /// <summary><see cref="Apply(ModelProto, AdadeltaOptions)"/> with the contract already read.</summary>
-    public static ModelProto Apply(ModelProto stepModel, StepModelInfo info, AdadeltaOptions options)
+    public static ModelProto Apply(ModelProto stepModel, StepModelInfo info, AdadeltaOptions options) => Apply(stepModel, info, options, out _);
+
+    /// <summary>
+    /// <see cref="Apply(ModelProto, AdadeltaOptions)"/> with the contract already read, also giving the new model's
+    /// contract (so that the caller passes it along instead of reading it back).
+    /// </summary>
+    public static ModelProto Apply(ModelProto stepModel, StepModelInfo info, AdadeltaOptions options, out StepModelInfo nextInfo)
     {
+        ArgumentNullException.ThrowIfNull(stepModel);
+        ArgumentNullException.ThrowIfNull(info);
+        ArgumentNullException.ThrowIfNull(options);
         if (options.Name != info.Optimizer.Name)
             throw new OnnxAdadeltaException($"The model's optimizer is named '{info.Optimizer.Name}'; its state can't carry over to the name '{options.Name}'.");
         var training = TrainingGraphOf(stepModel, info);
@@ -38,9 +47,8 @@ public static class OptimizerChange
             Gradients = info.Gradients,
             Loss = info.Loss,
             KeepGradients = info.Gradients.Values.Any(g => stepModel.Graph.Output.Any(o => o.Name == g)),
-        });
+        }, out nextInfo);
         var old = StepModelState.Values(stepModel, info);
-        var nextInfo = StepModelInfo.Read(next, "the rewritten model");
         var fresh = StepModelState.Values(next, nextInfo);
         // Slots and the counter whose name, dtype and shape are unchanged carry over (the parameters and buffers already did).
         var carried = new Dictionary<string, TensorProto>(StringComparer.Ordinal);
@@ -61,7 +69,7 @@ public static class OptimizerChange
         ArgumentNullException.ThrowIfNull(info);
         // In the format-1 layout every state input has an initializer of its own name: the parameters' values are then
         // where a training graph keeps them.
-        var model = StepModelState.WithInputDefaults(stepModel);
+        var model = StepModelState.WithInputDefaults(stepModel, info);
         var graph = model.Graph;
         var counter = info.Iterations;
         var inits = graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);

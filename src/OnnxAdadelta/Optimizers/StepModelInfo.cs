@@ -85,6 +85,16 @@ public sealed record StepModelInfo
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<LabelCheck>? Labels { get; init; }
 
+    /// <summary>
+    /// The graph output holding the learning rate the step applied (a float32 scalar: the rate of the parameters in no
+    /// parameter group of their own, the rate <see cref="AdadeltaOptions.LearningRateAt(long)"/> computes on the host).
+    /// Optional within format 2: null in step models and checkpoints written before the rewrite added the output; a
+    /// trainer of such a model computes the rate on the host instead, and changing its optimizer
+    /// (<see cref="OptimizerChange"/>) rewrites the update with the output.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? LearningRateOutput { get; init; }
+
     /// <summary>The label checks of <paramref name="model"/>: those recorded in <see cref="Labels"/>, else those <see cref="LabelCheck.Find"/> finds in its graph.</summary>
     public IReadOnlyList<LabelCheck> LabelChecks(ModelProto model) => Labels ?? LabelCheck.Find(model.Graph);
 
@@ -160,6 +170,16 @@ public sealed record StepModelInfo
         {
             if (d is null || !inputs.Contains(d)) throw new OnnxAdadeltaException(Bad($"data input '{d}' is not a graph input."));
             if (initializers.ContainsKey(d)) throw new OnnxAdadeltaException(Bad($"data input '{d}' has an initializer, so it is state or a constant, not data fed per step."));
+        }
+
+        if (LearningRateOutput is { } lr)
+        {
+            var declared = graph.Output.FirstOrDefault(o => o.Name == lr);
+            if (declared is null) throw new OnnxAdadeltaException(Bad($"the learning-rate output '{lr}' is not a graph output."));
+            if (lr == Loss || Outputs.Contains(lr) || State.Any(s => s?.Output == lr))
+                throw new OnnxAdadeltaException(Bad($"the learning-rate output '{lr}' is also the loss, an original output or a state output; expected an output of its own."));
+            if (declared.Type?.TensorType is { } t && (t.ElemType != (int)TensorProto.Types.DataType.Float || (t.Shape is { } shape && shape.Dim.Count != 0)))
+                throw new OnnxAdadeltaException(Bad($"the learning-rate output '{lr}' is declared {DataTypes.Name(t.ElemType)}[{(t.Shape is null ? "?" : string.Join(",", t.Shape.Dim.Select(d => d.DimParam is { Length: > 0 } p ? p : d.DimValue.ToString(System.Globalization.CultureInfo.InvariantCulture))))}]; expected a float32 scalar."));
         }
 
         var boundInputs = new HashSet<string>(StringComparer.Ordinal);

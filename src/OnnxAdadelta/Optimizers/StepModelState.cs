@@ -1,3 +1,4 @@
+using OnnxAdadelta.Onnx;
 using OnnxAdadelta.Onnx.Proto;
 
 namespace OnnxAdadelta.Optimizers;
@@ -12,7 +13,7 @@ namespace OnnxAdadelta.Optimizers;
 /// Every ONNX Runtime binding lists such an input and accepts a feed for it; onnxruntime-node, for one, lists only the
 /// inputs without an initializer and drops feeds for the others, so with the older form it could not train.</para>
 /// <para><b>Format 1</b> (older files): the start value is an initializer of the input's own name. Such models and
-/// checkpoints still load: <see cref="Values"/> reads both forms, and <see cref="Upgrade"/> turns a format-1 model
+/// checkpoints still load: <see cref="Values"/> reads both forms, and <see cref="Upgrade(ModelProto)"/> turns a format-1 model
 /// into format 2 (the Trainer does, so its checkpoints are written in format 2).</para>
 /// </remarks>
 public static class StepModelState
@@ -40,17 +41,23 @@ public static class StepModelState
     /// renamed to <c>&lt;input&gt;.initial</c> (a unique name), recorded in the metadata. Returns
     /// <paramref name="model"/> itself when it is already in format 2, else an upgraded copy.
     /// </summary>
-    public static ModelProto Upgrade(ModelProto model)
+    public static ModelProto Upgrade(ModelProto model) => Upgrade(model, StepModelInfo.Read(model, "the model")).Model;
+
+    /// <summary>
+    /// <see cref="Upgrade(ModelProto)"/> with the contract already read: the model in format 2 and its contract
+    /// (<paramref name="model"/> and <paramref name="info"/> themselves when already in format 2).
+    /// </summary>
+    public static (ModelProto Model, StepModelInfo Info) Upgrade(ModelProto model, StepModelInfo info)
     {
-        var info = StepModelInfo.Read(model, "the model");
-        if (info.State.All(s => s.Initial is not null) && info.FormatVersion >= StepModelInfo.CurrentFormatVersion) return model;
-        var copy = model.Clone();
-        UpgradeInPlace(copy, info);
-        return copy;
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(info);
+        if (info.State.All(s => s.Initial is not null) && info.FormatVersion >= StepModelInfo.CurrentFormatVersion) return (model, info);
+        var copy = model.DeepCopy();
+        return (copy, UpgradeInPlace(copy, info));
     }
 
-    /// <summary>Converts <paramref name="model"/> (described by <paramref name="info"/>) to format 2 in place.</summary>
-    internal static void UpgradeInPlace(ModelProto model, StepModelInfo info)
+    /// <summary>Converts <paramref name="model"/> (described by <paramref name="info"/>) to format 2 in place; returns its new contract.</summary>
+    internal static StepModelInfo UpgradeInPlace(ModelProto model, StepModelInfo info)
     {
         var graph = model.Graph;
         var taken = graph.Initializer.Select(t => t.Name).Concat(graph.Input.Select(i => i.Name)).Concat(graph.Output.Select(o => o.Name))
@@ -66,7 +73,9 @@ public static class StepModelState
             value.Name = name;
             state.Add(s with { Initial = name });
         }
-        (info with { State = state, FormatVersion = StepModelInfo.CurrentFormatVersion }).WriteTo(model);
+        var upgraded = info with { State = state, FormatVersion = StepModelInfo.CurrentFormatVersion };
+        upgraded.WriteTo(model);
+        return upgraded;
     }
 
     /// <summary>
@@ -74,10 +83,14 @@ public static class StepModelState
     /// format-1 layout, which ONNX Runtime reads as an input with a default): what export and tools that run the step
     /// model once without feeding the state want. The start-value initializers of format 2 are renamed, not copied.
     /// </summary>
-    public static ModelProto WithInputDefaults(ModelProto model)
+    public static ModelProto WithInputDefaults(ModelProto model) => WithInputDefaults(model, StepModelInfo.Read(model, "the model"));
+
+    /// <summary><see cref="WithInputDefaults(ModelProto)"/> with the contract already read (one deep copy of the model).</summary>
+    public static ModelProto WithInputDefaults(ModelProto model, StepModelInfo info)
     {
-        var info = StepModelInfo.Read(model, "the model");
-        var copy = model.Clone();
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(info);
+        var copy = model.DeepCopy();
         var values = Values(copy, info);
         foreach (var s in info.State) values[s.Input].Name = s.Input;
         (info with { State = info.State.Select(s => s with { Initial = null }).ToList(), FormatVersion = 1 }).WriteTo(copy);
@@ -104,13 +117,19 @@ public static class StepModelState
 
     /// <summary>
     /// A copy of a format-2 model without the start-value initializers: the graph a session runs when the caller feeds
-    /// every state input (ONNX Runtime would drop the unread initializers itself, after loading them).
+    /// every state input (ONNX Runtime would drop the unread initializers itself, after loading them). The copy shares
+    /// its nodes and other initializers with <paramref name="model"/> (<see cref="ModelCopies.ShareElements"/>): change
+    /// its lists, not their elements.
     /// </summary>
     public static ModelProto WithoutValues(ModelProto model, StepModelInfo info)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(info);
         var initial = info.State.Where(s => s.Initial is not null).Select(s => s.Initial!).ToHashSet(StringComparer.Ordinal);
-        var copy = model.Clone();
-        foreach (var t in copy.Graph.Initializer.Where(t => initial.Contains(t.Name)).ToList()) copy.Graph.Initializer.Remove(t);
+        var copy = model.ShareElements();
+        var kept = copy.Graph.Initializer.Where(t => !initial.Contains(t.Name)).ToList();
+        copy.Graph.Initializer.Clear();
+        copy.Graph.Initializer.AddRange(kept);
         return copy;
     }
 

@@ -71,7 +71,7 @@ public static class Evaluation
         if (StepModelInfo.TryRead(model) is { } info)
         {
             ignoreIndex = info.LabelChecks(model).FirstOrDefault(c => c.Input == target)?.IgnoreIndex;
-            model = InferenceExport.Export(model);
+            model = InferenceExport.Export(model, info);
         }
         var index = new GraphIndex(model.Graph);
         output ??= model.Graph.Output[0].Name;

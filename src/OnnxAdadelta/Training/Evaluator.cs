@@ -52,7 +52,7 @@ public sealed class Evaluator : IDisposable
         foreach (var check in info.LabelChecks(trainer.Model)) _labels.TryAdd(check.Input, check);
         _ignoreIndex = _labels.GetValueOrDefault(target)?.IgnoreIndex;
 
-        var model = InferenceExport.Export(trainer.Model, [info.Loss, Output], useEma: false, keepStateInputs: true);
+        var model = InferenceExport.Export(trainer.Model, info, [info.Loss, Output], useEma: false, keepStateInputs: true);
         _model = model;
         var state = info.State.Where(s => s.Kind is StateKind.Parameter or StateKind.Buffer).Select(s => s.Input).ToHashSet(StringComparer.Ordinal);
         _stateInputs = model.Graph.Input.Select(i => i.Name).Where(state.Contains).ToArray();

@@ -257,7 +257,8 @@ public static class Fit
                 bool toHost = last || callbacks.Any(c => c.NeedsHostState(context, step));
                 long iteration = trainer.Iteration;
                 float loss = trainer.Step(data, plan.RowsForStep(iteration), stateToHost: toHost);
-                float rate = trainer.LearningRateAt(iteration);
+                // The rate the step applied, read from the graph with the loss (see Trainer.LearningRate).
+                float rate = trainer.LearningRate!.Value;
                 bool skipped = false;
                 if (options.OnNonFinite != NonFinitePolicy.Continue
                     && (!float.IsFinite(loss) ? $"the loss is {loss}" : trainer.FindNonFinite() is { } bad ? $"'{bad}' holds a NaN or infinity" : null) is { } what)
@@ -536,7 +537,8 @@ public static class Checkpoints
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!allowNonFinite && trainer.FindNonFinite() is { } bad)
             throw new OnnxAdadeltaException($"Not writing {path}: state tensor '{bad}' holds a NaN or infinity.");
-        var model = trainer.Checkpoint();
+        // The checkpoint shares the trainer's nodes and tensors (no deep copy per checkpoint); amend adds to its lists.
+        var model = trainer.SharedCheckpoint();
         amend?.Invoke(model);
         ModelIO.Save(model, path);
     }

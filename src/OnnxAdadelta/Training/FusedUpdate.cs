@@ -106,11 +106,24 @@ public static class FusedUpdate
     public static ModelProto Swap(ModelProto stepModel, bool orderingInputs = true)
     {
         var info = StepModelInfo.Read(stepModel, "the step model");
+        var model = OnnxAdadelta.Onnx.ModelCopies.DeepCopy(stepModel);
+        SwapInPlace(model, info, orderingInputs);
+        return model;
+    }
+
+    /// <summary>
+    /// <see cref="Swap"/> on <paramref name="model"/> itself, whose contract <paramref name="info"/> is already read. Only
+    /// the model's lists change (nodes removed, one added, reordered; an opset import added), so a model that shares its
+    /// elements with another (<see cref="StepModelState.WithoutValues"/>) can be swapped without a deep copy. The
+    /// learning-rate output (<see cref="StepModelInfo.LearningRateOutput"/>) keeps its nodes: only the nodes writing a
+    /// parameter or slot go.
+    /// </summary>
+    internal static void SwapInPlace(ModelProto model, StepModelInfo info, bool orderingInputs = true)
+    {
         var options = info.Optimizer;
         var chainSlots = UpdateChain.Slots(options.Chain());
         foreach (var p in info.Parameters) UpdateProgram.Record(options, p);
 
-        var model = stepModel.Clone();
         var graph = model.Graph;
         var inputs = new List<string> { info.Iterations.Input };
         var outputs = new List<string>();
@@ -152,7 +165,6 @@ public static class FusedUpdate
         if (!model.OpsetImport.Any(o => o.Domain == Domain)) model.OpsetImport.Add(new OperatorSetIdProto { Domain = Domain, Version = 1 });
         GraphPasses.RemoveDeadCode(graph);
         GraphPasses.TopologicalSort(graph);
-        return model;
     }
 
     /// <summary>

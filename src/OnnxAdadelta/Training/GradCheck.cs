@@ -369,7 +369,7 @@ public static class GradCheck
 
         public static LossRunner Create(ModelProto inference, LossReading reading, string output, IEnumerable<string> parameters, Dictionary<string, DataArray> batch)
         {
-            var model = inference.Clone();
+            var model = inference.DeepCopy();
             var graph = model.Graph;
             bool exists = graph.Node.Any(n => n.Output.Contains(reading.Value)) || graph.Input.Any(i => i.Name == reading.Value);
             // The value the loss reads may exist only in the prepared model (inside an inlined function); then the

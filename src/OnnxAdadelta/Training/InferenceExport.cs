@@ -22,12 +22,23 @@ public static class InferenceExport
     /// parameters and buffers stay graph inputs (their initializers the defaults), so that a session can be fed a live
     /// trainer's current values.
     /// </summary>
-    internal static ModelProto Export(ModelProto checkpoint, IReadOnlyList<string>? outputs, bool useEma, bool keepStateInputs)
+    internal static ModelProto Export(ModelProto checkpoint, IReadOnlyList<string>? outputs, bool useEma, bool keepStateInputs) =>
+        Export(checkpoint, StepModelInfo.Read(checkpoint, "the checkpoint"), outputs, useEma, keepStateInputs);
+
+    /// <summary>
+    /// <see cref="Export(ModelProto, IReadOnlyList{string}?, bool)"/> of a checkpoint whose contract
+    /// <paramref name="info"/> is already read: one deep copy of the model, no parse.
+    /// </summary>
+    public static ModelProto Export(ModelProto checkpoint, StepModelInfo info, IReadOnlyList<string>? outputs = null, bool useEma = false) =>
+        Export(checkpoint, info, outputs, useEma, keepStateInputs: false);
+
+    internal static ModelProto Export(ModelProto checkpoint, StepModelInfo info, IReadOnlyList<string>? outputs, bool useEma, bool keepStateInputs)
     {
-        StepModelInfo.Read(checkpoint, "the checkpoint");
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(info);
         // Each state input gets its value as an initializer of its own name (either format), in a copy.
-        var model = StepModelState.WithInputDefaults(checkpoint);
-        var info = StepModelInfo.Read(model, "the checkpoint");
+        var model = StepModelState.WithInputDefaults(checkpoint, info);
+        info = info with { State = info.State.Select(s => s with { Initial = null }).ToList(), FormatVersion = 1 };
         var graph = model.Graph;
         if (useEma)
         {

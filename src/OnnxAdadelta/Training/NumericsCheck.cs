@@ -70,7 +70,7 @@ public static class NumericsCheck
     /// <summary>The step model with each parameter's raw gradient added as a graph output (when not one already).</summary>
     public static ModelProto WithGradientOutputs(ModelProto stepModel, StepModelInfo info)
     {
-        var model = stepModel.Clone();
+        var model = stepModel.DeepCopy();
         var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         var inits = StepModelState.Values(model, info);
         foreach (var (param, gradient) in info.Gradients)

@@ -65,7 +65,9 @@ public sealed class Trainer : IDisposable
     private readonly RunOptions _run = new() { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL };
     private readonly OrtMemoryInfo _deviceMemory;
     private readonly Slot[] _slots;
-    private readonly string[] _hostOutputs;
+    private string[] _hostOutputs;
+    // The step model's learning-rate output (null in older models: the rate is then computed on the host).
+    private string? _learningRateOutput;
     private readonly Dictionary<string, OrtValue> _hostBuffers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (long[] Shape, OrtValue Value)> _dataBuffers = new(StringComparer.Ordinal);
     private IReadOnlyDictionary<string, NodeMetadata> _inputMetadata;
@@ -88,12 +90,26 @@ public sealed class Trainer : IDisposable
     /// </summary>
     /// <exception cref="OnnxAdadeltaException">The metadata or the stored state is not valid, or ONNX Runtime rejects the model.</exception>
     public Trainer(ModelProto stepModel, TrainerOptions? options = null)
+        : this(stepModel, StepModelInfo.Read(stepModel ?? throw new ArgumentNullException(nameof(stepModel)), "the model"), options)
     {
+    }
+
+    /// <summary>
+    /// Loads <paramref name="stepModel"/>, whose contract <paramref name="info"/> the caller has already read (for example
+    /// with <see cref="StepModelInfo.Read"/>, or from <see cref="AdadeltaRewrite.Apply(ModelProto, AdadeltaOptions, Graphs.RewriteOptions?, out StepModelInfo)"/>),
+    /// into an ONNX Runtime session after checking the contract against the graph (<see cref="StepModelInfo.Validate"/>,
+    /// no parse) and the stored state (<see cref="StepModelInfo.ValidateState"/>).
+    /// </summary>
+    /// <exception cref="OnnxAdadeltaException">The contract does not fit the model, the stored state is not valid, or ONNX Runtime rejects the model.</exception>
+    public Trainer(ModelProto stepModel, StepModelInfo info, TrainerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(stepModel);
+        ArgumentNullException.ThrowIfNull(info);
         options ??= new TrainerOptions();
         _options = options;
         // Older step models (state values in initializers named as the inputs) are upgraded, so checkpoints are format 2.
-        Model = StepModelState.Upgrade(stepModel);
-        Info = StepModelInfo.Read(Model, "the model");
+        info.Validate(stepModel, "the model");
+        (Model, Info) = StepModelState.Upgrade(stepModel, info);
         Info.ValidateState(Model, "the step model");
         Device = options.Device;
         var inits = StepModelState.Values(Model, Info);
@@ -116,7 +132,8 @@ public sealed class Trainer : IDisposable
         _deviceMemory = OrtSessions.DeviceMemory(Device);
         _inputMetadata = _session.InputMetadata;
         foreach (var check in Info.LabelChecks(Model)) _labels.TryAdd(check.Input, check);
-        _hostOutputs = [Info.Loss, .. options.ExtraOutputs];
+        _hostOutputs = [.. new[] { Info.Loss }.Concat(options.ExtraOutputs).Distinct(StringComparer.Ordinal)];
+        BindLearningRate();
         if (Device == Device.Cpu)
         {
             // The fused node runs after every other node that reads a parameter or slot, so those are bound in place
@@ -133,6 +150,24 @@ public sealed class Trainer : IDisposable
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
     }
 
+    // The learning-rate output, when the model has one, is read back to a float scalar in CPU memory after every step,
+    // as the loss is (on a GPU too: ONNX Runtime copies the 4 bytes to the bound host buffer).
+    private void BindLearningRate()
+    {
+        var next = Info.LearningRateOutput;
+        // After a change of optimizer the old name goes, unless the loss or an extra output asked for is that value.
+        if (_learningRateOutput is { } old && old != next && old != Info.Loss && !_options.ExtraOutputs.Contains(old))
+        {
+            _hostOutputs = [.. _hostOutputs.Where(n => n != old)];
+            if (_hostBuffers.Remove(old, out var stale)) stale.Dispose();
+        }
+        _learningRateOutput = next;
+        if (_learningRateOutput is not { } name || _hostOutputs.Contains(name, StringComparer.Ordinal)) return;
+        _hostOutputs = [.. _hostOutputs, name];
+        if (!_hostBuffers.ContainsKey(name))
+            _hostBuffers[name] = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, []);
+    }
+
     // The session of a step model, with the trainer's options (device, threads, profiling, the fused op).
     private InferenceSession OpenSession(ModelProto model, StepModelInfo info)
     {
@@ -146,8 +181,10 @@ public sealed class Trainer : IDisposable
         }
         _options.ConfigureSession?.Invoke(sessionOptions);
         if (Update == UpdateMode.Fused) FusedUpdate.Register(sessionOptions, Device);
+        // The session's model shares the step model's nodes and tensors; the fused op's swap changes only its lists.
         var sessionModel = StepModelState.WithoutValues(model, info);
-        return OrtSessions.Create(Update == UpdateMode.Fused ? FusedUpdate.Swap(sessionModel) : sessionModel, sessionOptions, "the step model");
+        if (Update == UpdateMode.Fused) FusedUpdate.SwapInPlace(sessionModel, info);
+        return OrtSessions.Create(sessionModel, sessionOptions, "the step model");
     }
 
     /// <summary>
@@ -323,8 +360,22 @@ public sealed class Trainer : IDisposable
         Iteration++;
         // The previous state is the other side of the ping-pong (plus the snapshot of what was updated in place).
         _undoable = KeepUndo && Device == Device.Cpu && _pingPong is not null;
+        LearningRate = _learningRateOutput is { } rate ? ReadScalar(rate, "learning rate") : Info.Optimizer.LearningRateAt(Iteration - 1);
         return ReadLoss();
     }
+
+    /// <summary>
+    /// The learning rate the last step applied, or null before this trainer's first step. Read from the step model's
+    /// learning-rate output (<see cref="StepModelInfo.LearningRateOutput"/>) with the loss after each step, so it is the
+    /// value the graph used: the schedule (and the legacy decay) at that step, and a rate a changed optimizer set
+    /// (<see cref="ChangeOptimizer"/>). For parameters in a group with a rate of its own, see <see cref="AdadeltaOptions.Groups"/>:
+    /// this is the rate of the others. Older step models without that output get the rate computed on the host
+    /// (<see cref="AdadeltaOptions.LearningRateAt(long)"/>, the same arithmetic in C#); see <see cref="LearningRateFromGraph"/>.
+    /// </summary>
+    public float? LearningRate { get; private set; }
+
+    /// <summary>Whether <see cref="LearningRate"/> is read from the step model's output (true) or computed on the host for an older model without one.</summary>
+    public bool LearningRateFromGraph => _learningRateOutput is not null;
 
     /// <summary>
     /// Whether each step keeps what <see cref="UndoLastStep"/> needs (CPU only). With the graph update the previous state
@@ -375,7 +426,10 @@ public sealed class Trainer : IDisposable
         return null;
     }
 
-    /// <summary>The learning rate of the step run at counter value <paramref name="iteration"/> (the schedule, evaluated on the host).</summary>
+    /// <summary>
+    /// The learning rate of the step run at counter value <paramref name="iteration"/>, computed on the host from the
+    /// optimizer's options (for a step not run yet; the rate of the step just run is <see cref="LearningRate"/>).
+    /// </summary>
     public float LearningRateAt(long iteration) => Info.Optimizer.LearningRateAt(iteration);
 
     /// <summary>The OrtValue currently holding state input <paramref name="name"/> (valid until the next step).</summary>
@@ -393,8 +447,7 @@ public sealed class Trainer : IDisposable
         ArgumentNullException.ThrowIfNull(options);
         if (Device != Device.Cpu) throw new InvalidOperationException("ChangeOptimizer runs on the CPU device only.");
         if (_profilePath is not null) throw new InvalidOperationException("ChangeOptimizer can't run while the session is profiled.");
-        var next = OptimizerChange.Apply(Checkpoint(), Info, options);
-        var nextInfo = StepModelInfo.Read(next, "the rewritten model");
+        var next = OptimizerChange.Apply(SharedCheckpoint(), Info, options, out var nextInfo);
         if (Update == UpdateMode.Fused && FusedUpdate.Unsupported(nextInfo, Device) is { } unsupported)
             throw new OnnxAdadeltaException($"The new optimizer settings can't run in the fused op: {unsupported}.");
         static string Key(StateBinding s) => $"{s.Input}>{s.Output}:{s.Kind}";
@@ -409,6 +462,7 @@ public sealed class Trainer : IDisposable
         _inputMetadata = _session.InputMetadata;
         Model = next;
         Info = nextInfo;
+        BindLearningRate();
         _undoable = false;
         if (rebind) BuildPingPong();
     }
@@ -523,11 +577,12 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    private float ReadLoss()
+    private float ReadLoss() => ReadScalar(Info.Loss, "loss");
+
+    private float ReadScalar(string name, string what)
     {
-        var loss = _hostBuffers[Info.Loss];
-        var span = loss.GetTensorDataAsSpan<float>();
-        if (span.Length != 1) throw new OnnxAdadeltaException($"The loss '{Info.Loss}' has {span.Length} elements; a scalar is expected.");
+        var span = _hostBuffers[name].GetTensorDataAsSpan<float>();
+        if (span.Length != 1) throw new OnnxAdadeltaException($"The {what} '{name}' has {span.Length} elements; a scalar is expected.");
         return span[0];
     }
 
@@ -568,10 +623,18 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>The step model with the current state written into its initializers: a checkpoint to resume from.</summary>
-    public ModelProto Checkpoint()
+    /// <remarks>An independent model (one deep copy); the trainer's own checkpoint writing shares the nodes instead (<see cref="SharedCheckpoint"/>).</remarks>
+    public ModelProto Checkpoint() => SharedCheckpoint().DeepCopy();
+
+    /// <summary>
+    /// The checkpoint as a model that shares the step model's nodes and other initializers (no deep copy per
+    /// checkpoint): its lists are its own, so entries can be added or replaced (metadata, for example), but its nodes
+    /// and tensors must not be changed. What <see cref="Checkpoints.Save"/> and <see cref="ChangeOptimizer"/> use.
+    /// </summary>
+    internal ModelProto SharedCheckpoint()
     {
         var state = ReadState();
-        var model = Model.Clone();
+        var model = Model.ShareElements();
         StepModelState.Write(model, Info, state);
         return model;
     }

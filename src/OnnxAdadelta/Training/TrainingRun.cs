@@ -28,7 +28,7 @@ public sealed record TrainingRunOptions
 /// <param name="Step">This run's step number, from 1.</param>
 /// <param name="Steps">Steps in this run.</param>
 /// <param name="Loss">The step's loss (computed before the update).</param>
-/// <param name="LearningRate">The learning rate the step used.</param>
+/// <param name="LearningRate">The learning rate the step applied, as the step model output it (<see cref="Trainer.LearningRate"/>).</param>
 /// <param name="ElapsedSeconds">Seconds since the run started.</param>
 public sealed record StepReport(long Iteration, int Step, int Steps, float Loss, float LearningRate, double ElapsedSeconds)
 {
@@ -52,9 +52,13 @@ public sealed record StepReport(long Iteration, int Step, int Steps, float Loss,
 public static class TrainingRun
 {
     /// <summary>The data inputs of a step model as dataset specs (names, element types, dimensions).</summary>
-    public static IReadOnlyList<InputSpec> InputSpecs(ModelProto stepModel)
+    public static IReadOnlyList<InputSpec> InputSpecs(ModelProto stepModel) => InputSpecs(stepModel, StepModelInfo.Read(stepModel, "the model"));
+
+    /// <summary>The data inputs of a step model, whose contract <paramref name="info"/> is already read, as dataset specs.</summary>
+    public static IReadOnlyList<InputSpec> InputSpecs(ModelProto stepModel, StepModelInfo info)
     {
-        var info = StepModelInfo.Read(stepModel, "the model");
+        ArgumentNullException.ThrowIfNull(stepModel);
+        ArgumentNullException.ThrowIfNull(info);
         var index = new GraphIndex(stepModel.Graph);
         return info.DataInputs.Select(n => new InputSpec(n, index.TypeOf(n).ElementType(), index.TypeOf(n).Dims())).ToList();
     }
@@ -84,14 +88,12 @@ public static class TrainingRun
     {
         ArgumentOutOfRangeException.ThrowIfNegative(options.Steps);
         var plan = data.Plan(options.BatchSize, options.Shuffle, options.Seed);
-        var optimizer = trainer.Info.Optimizer;
         var clock = Stopwatch.StartNew();
         for (int step = 1; step <= options.Steps; step++)
         {
             bool last = step == options.Steps || cancel.IsCancellationRequested;
-            var iteration = trainer.Iteration;
-            var loss = trainer.Step(data, plan.RowsForStep(iteration), stateToHost: last);
-            onStep?.Invoke(new StepReport(trainer.Iteration, step, options.Steps, loss, optimizer.LearningRateAt(iteration), clock.Elapsed.TotalSeconds));
+            var loss = trainer.Step(data, plan.RowsForStep(trainer.Iteration), stateToHost: last);
+            onStep?.Invoke(new StepReport(trainer.Iteration, step, options.Steps, loss, trainer.LearningRate!.Value, clock.Elapsed.TotalSeconds));
             if (last) break;
         }
     }

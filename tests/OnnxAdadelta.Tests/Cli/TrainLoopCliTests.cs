@@ -217,26 +217,67 @@ public class TrainLoopCliTests : IDisposable
     }
 
     [Fact]
-    public void ARunOpensOneSessionToTrainAndOneToEvaluateAndParsesTheContractAsOftenWhateverItsLength()
+    public void ARunFromAStepModelParsesTheContractOnceCopiesTheModelOnceAndOpensTwoSessionsWhateverItsLength()
     {
         // Tests run one at a time (xunit.runner.json), so the process-wide counts move only for these runs.
         var step = Step();
         var data = Data();
         var held = Data("held.npz", 32, 9);
-        (int Parses, int Sessions) Run(int steps)
+        Counts Run(int steps) => Count(() => CliRunner.Run("train", step, "--data", data, "--eval", held, "--eval-every", "2",
+            "--steps", steps.ToString(System.Globalization.CultureInfo.InvariantCulture), "--batch-size", "16", "--save-every", "2", "-o", _dir.File("ckpt.onnx")));
+        // One parse (the file's contract, passed along to the trainer, the evaluator and every checkpoint), one deep copy
+        // (the evaluator's inference form), one session to train and one to evaluate: none per step, evaluation or checkpoint.
+        Assert.Equal(new Counts(1, 2, 1), Run(2));
+        Assert.Equal(new Counts(1, 2, 1), Run(12));
+        // The fused op swaps its nodes in the session's own lists: no more copies.
+        Assert.Equal(new Counts(1, 2, 1), Count(() => CliRunner.Run("train", step, "--data", data, "--eval", held, "--steps", "4", "--batch-size", "16",
+            "--update", "fused", "-o", _dir.File("fused.onnx"))));
+    }
+
+    [Fact]
+    public void ARunFromAnInferenceModelNeverParsesTheContractAndCopiesTheModelAFixedNumberOfTimes()
+    {
+        var model = Path.Combine(RepoPaths.Models, "digits-mlp.onnx");
+        var train = Path.Combine(RepoPaths.Models, "data", "digits-train.npz");
+        var test = Path.Combine(RepoPaths.Models, "data", "digits-test.npz");
+        Counts Run(int steps) => Count(() => CliRunner.Run("train", model, "--loss", "cross-entropy", "--output", "logits", "--data", train, "--eval", test,
+            "--eval-every", "2", "--steps", steps.ToString(System.Globalization.CultureInfo.InvariantCulture), "--batch-size", "64", "--save-every", "2",
+            "--lr", "1.0", "-o", _dir.File("mlp.ckpt.onnx")));
+        // The rewrite hands its contract to the trainer (checked against the graph, never written and read back). The
+        // copies: function inlining's (the autodiff works on it, leaving the file's model as it was), the rewrite's (the
+        // training graph stays as it was) and the evaluator's inference form. The sessions: two shape inferences of the
+        // autodiff (the loss's input, then the whole graph with the loss), one to train, one to evaluate.
+        Assert.Equal(new Counts(0, 4, 3), Run(2));
+        Assert.Equal(new Counts(0, 4, 3), Run(6));
+    }
+
+    [Fact]
+    public void TheLogAndTheJsonSummaryCarryTheRateTheGraphApplied()
+    {
+        var step = _dir.File("scheduled.onnx");
+        ModelIO.Save(TestData.StepModel(new AdadeltaOptions { LearningRate = LearningRateSchedules.Parse("exponential:initial=1.0,decay_steps=1,decay_rate=0.5") }), step);
+        var old = _dir.File("old.onnx");
+        ModelIO.Save(LearningRateOutputTests.WithoutLearningRateOutput(ModelIO.Load(step)), old);
+        foreach (var (model, update, source) in new[] { (step, "graph", "graph"), (step, "fused", "graph"), (old, "graph", "host") })
         {
-            int parses = PipelineCounts.ContractParses, sessions = PipelineCounts.Sessions;
-            var r = CliRunner.Run("train", step, "--data", data, "--eval", held, "--eval-every", "2", "--steps", steps.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                "--batch-size", "16", "--save-every", "2", "-o", _dir.File("ckpt.onnx"));
+            var log = _dir.File($"{update}-{source}.csv");
+            var r = CliRunner.Run("train", model, "--data", Data(), "--steps", "3", "--batch-size", "16", "--update", update, "--log", log, "--json", "-o", _dir.File("out.onnx"));
             Assert.True(r.ExitCode == 0, r.Err);
-            return (PipelineCounts.ContractParses - parses, PipelineCounts.Sessions - sessions);
+            Assert.Equal(["1", "0.5", "0.25"], File.ReadAllLines(log).Skip(1).Select(l => l.Split(',')[3]));
+            using var json = System.Text.Json.JsonDocument.Parse(r.Out);
+            Assert.Equal(0.25, json.RootElement.GetProperty("learning_rate").GetDouble());
+            Assert.Equal(source, json.RootElement.GetProperty("learning_rate_source").GetString());
         }
-        var shortRun = Run(2);
-        var longRun = Run(12);
-        // No session per evaluation or checkpoint, and no contract re-read per step, evaluation or checkpoint.
-        Assert.Equal(2, shortRun.Sessions);
-        Assert.Equal(2, longRun.Sessions);
-        Assert.Equal(shortRun.Parses, longRun.Parses);
+    }
+
+    private sealed record Counts(int Parses, int Sessions, int Copies);
+
+    private static Counts Count(Func<CliRunner.Result> run)
+    {
+        int parses = PipelineCounts.ContractParses, sessions = PipelineCounts.Sessions, copies = PipelineCounts.ModelCopies;
+        var r = run();
+        Assert.True(r.ExitCode == 0, r.Err);
+        return new Counts(PipelineCounts.ContractParses - parses, PipelineCounts.Sessions - sessions, PipelineCounts.ModelCopies - copies);
     }
 
     [Fact]

@@ -47,7 +47,7 @@ public class DistributedTests
         var updateInputs = split.UpdateModel.Graph.Input.Select(i => i.Name).ToHashSet();
         Assert.DoesNotContain(updateInputs, info.DataInputs.Contains);
         Assert.All(split.Gradients, g => Assert.Contains(g.Name, updateInputs));
-        Assert.Equal(info.State.Select(s => s.Output), split.UpdateModel.Graph.Output.Select(o => o.Name));
+        Assert.Equal([.. info.State.Select(s => s.Output), info.LearningRateOutput!], split.UpdateModel.Graph.Output.Select(o => o.Name));
         Assert.DoesNotContain(split.GradientModel.Graph.Input, i => i.Name.Contains("accum_", StringComparison.Ordinal));
         Assert.Null(StepModelInfo.TryRead(split.GradientModel));
     }
@@ -174,6 +174,38 @@ public class DistributedTests
         // Parameters and slots have one copy instead of two: only the counter keeps a spare (one int64, padded to the
         // flat buffers' alignment).
         Assert.Equal(graph.StateMemoryBytes / 2 + FlatTensorBuffer.AlignmentBytes, fused.StateMemoryBytes);
+    }
+
+    [Theory]
+    [InlineData(UpdateMode.Graph)]
+    [InlineData(UpdateMode.Fused)]
+    public void TheLearningRateIsReadFromTheUpdateModel(UpdateMode update)
+    {
+        // A decaying schedule: each step's rate differs, and the update model outputs the one it applied.
+        var options = new AdadeltaOptions { LearningRate = LearningRateSchedules.Parse("exponential:initial=1.0,decay_steps=1,decay_rate=0.5") };
+        var step = DigitsStep("digits-mlp.onnx", options);
+        Assert.NotNull(StepModelInfo.Read(step, "the step model").LearningRateOutput);
+        using var ranks = DistributedTrainer.Simulated(step, 2, new DistributedOptions { Threads = 1, Update = update });
+        Assert.Null(ranks.LearningRate);
+        Assert.True(ranks.LearningRateFromGraph);
+        var reported = new List<float>();
+        DistributedRun.Run(ranks, Digits(step), new TrainingRunOptions { Steps = 3, BatchSize = 16 }, s => reported.Add(s.LearningRate));
+        Assert.Equal([1f, 0.5f, 0.25f], reported);
+        Assert.Equal(0.25f, ranks.LearningRate);
+    }
+
+    [Fact]
+    public void TheDistributedRateIsTheUpdateModelsOutputNotARecomputation()
+    {
+        // The output's Identity is pointed at another constant: the update is unchanged, the reported rate is the constant.
+        var step = DigitsStep("digits-mlp.onnx");
+        var info = StepModelInfo.Read(step, "the step model");
+        var identity = step.Graph.Node.Single(n => n.Output.Contains(info.LearningRateOutput!));
+        step.Graph.Initializer.Add(Tensors.Create("marker", [0.375f]));
+        identity.Input[0] = "marker";
+        using var ranks = DistributedTrainer.Simulated(step, 2, new DistributedOptions { Threads = 1 });
+        DistributedRun.Run(ranks, Digits(step), new TrainingRunOptions { Steps = 1, BatchSize = 16 });
+        Assert.Equal(0.375f, ranks.LearningRate);
     }
 
     [Fact]

@@ -19,8 +19,9 @@ public class RewriteTests
         var g = step.Graph;
         Assert.Equal(["X", "labels", "W", "b", "Adadelta/iterations", "Adadelta/W/accum_grad", "Adadelta/W/accum_var", "Adadelta/b/accum_grad", "Adadelta/b/accum_var"],
             g.Input.Select(i => i.Name));
-        Assert.Equal(["loss", "logits", "W.next", "Adadelta/W/accum_grad.next", "Adadelta/W/accum_var.next", "b.next", "Adadelta/b/accum_grad.next", "Adadelta/b/accum_var.next", "Adadelta/iterations.next"],
+        Assert.Equal(["loss", "logits", "W.next", "Adadelta/W/accum_grad.next", "Adadelta/W/accum_var.next", "b.next", "Adadelta/b/accum_grad.next", "Adadelta/b/accum_var.next", "Adadelta/iterations.next", "Adadelta/learning_rate"],
             g.Output.Select(o => o.Name));
+        Assert.Equal("Adadelta/learning_rate", StepModelInfo.Read(step, "test").LearningRateOutput);
         var inits = TestData.ValuesByName(step);
         // Format 2: no state input has an initializer of its own name (every binding can feed it); its value is under the
         // name the metadata records, read by no node.

@@ -161,7 +161,11 @@ public static class FusedUpdate
             CustomOps.Register(options, Domain, [new CustomOpDefinition(OpType, null, info => new CpuKernel(info.GetString(ConfigAttribute)))]);
     }
 
-    private readonly record struct Tensors(KernelTensor[] In, KernelTensor[] Out, KernelTensor? Stored, KernelTensor? StoredOut, long Length);
+    private readonly record struct Tensors(KernelTensor[] In, KernelTensor[] Out, KernelTensor? Stored, KernelTensor? StoredOut, long Length)
+    {
+        // Every input and output float32 and no stored low-precision copy: the kernel runs on the tensors' own memory.
+        public bool AllFloat32 => StoredOut is null && In.All(x => x.ElementType == TensorElementType.Float) && Out.All(x => x.ElementType == TensorElementType.Float);
+    }
 
     // What both kernels share: the node's configuration, each parameter's program, and reading the node's tensors.
     private abstract unsafe class FusedKernel : CustomOpKernel
@@ -236,6 +240,16 @@ public static class FusedUpdate
             if (_scratch is null || _scratch.Length < need) _scratch = GC.AllocateUninitializedArray<float>(need, pinned: true);
             fixed (float* scratch = _scratch)
             {
+                if (t.AllFloat32)
+                {
+                    // Straight from the tensors to the tensors (in place where bound so), in one call.
+                    var inDirect = stackalloc float*[program.Inputs];
+                    var outDirect = stackalloc float*[outs];
+                    for (int k = 0; k < program.Inputs; k++) inDirect[k] = (float*)t.In[k].Data + start;
+                    for (int o = 0; o < outs; o++) outDirect[o] = (float*)t.Out[o].Data + start;
+                    program.RunElements(_scalars[parameter], inDirect, outDirect, length, scratch);
+                    return;
+                }
                 float* convertedIn = scratch + program.ScratchFloats;
                 float* convertedOut = convertedIn + program.Inputs * UpdateProgram.BlockSize;
                 var inPtr = stackalloc float*[program.Inputs];
@@ -247,7 +261,7 @@ public static class FusedUpdate
                         inPtr[k] = Widen(t.In[k], at, count, convertedIn + k * UpdateProgram.BlockSize);
                     for (int o = 0; o < outs; o++)
                         outPtr[o] = t.Out[o].ElementType == TensorElementType.Float ? (float*)t.Out[o].Data + at : convertedOut + o * UpdateProgram.BlockSize;
-                    program.RunBlock(_scalars[parameter], inPtr, outPtr, count, scratch);
+                    program.RunElements(_scalars[parameter], inPtr, outPtr, count, scratch);
                     for (int o = 0; o < outs; o++)
                         if (t.Out[o].ElementType != TensorElementType.Float) Narrow(outPtr[o], t.Out[o], at, count);
                     if (t.StoredOut is { } storedOut) Narrow(outPtr[0], storedOut, at, count);

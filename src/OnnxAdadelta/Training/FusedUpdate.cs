@@ -161,10 +161,13 @@ public static class FusedUpdate
             CustomOps.Register(options, Domain, [new CustomOpDefinition(OpType, null, info => new CpuKernel(info.GetString(ConfigAttribute)))]);
     }
 
-    private readonly record struct Tensors(KernelTensor[] In, KernelTensor[] Out, KernelTensor? Stored, KernelTensor? StoredOut, long Length)
+    // AllFloat32: every input and output float32 and no stored low-precision copy, so the kernel runs on the tensors' own memory.
+    private readonly record struct Tensors(KernelTensor[] In, KernelTensor[] Out, KernelTensor? Stored, KernelTensor? StoredOut, long Length, bool AllFloat32);
+
+    private static bool Float32(KernelTensor[] tensors)
     {
-        // Every input and output float32 and no stored low-precision copy: the kernel runs on the tensors' own memory.
-        public bool AllFloat32 => StoredOut is null && In.All(x => x.ElementType == TensorElementType.Float) && Out.All(x => x.ElementType == TensorElementType.Float);
+        foreach (var t in tensors) if (t.ElementType != TensorElementType.Float) return false;
+        return true;
     }
 
     // What both kernels share: the node's configuration, each parameter's program, and reading the node's tensors.
@@ -208,7 +211,7 @@ public static class FusedUpdate
                 for (int s = 0; s < _slots; s++) outs[1 + s] = context.Output(output++, ins[2 + s].Shape);
                 KernelTensor? storedOut = null;
                 if (_parameters[i].Master) { storedOut = outs[0]; outs[0] = context.Output(output++, ins[0].Shape); }
-                tensors[i] = new Tensors(ins, outs, stored, storedOut, n);
+                tensors[i] = new Tensors(ins, outs, stored, storedOut, n, storedOut is null && Float32(ins) && Float32(outs));
                 program.EvaluateScalars(iterations, _scalars[i]);
             }
             return tensors;
@@ -223,12 +226,16 @@ public static class FusedUpdate
 
         [ThreadStatic] private static float[]? _scratch;
 
+        // The chunk count of the last call (the work list's capacity for the next).
+        private int _chunks;
+
         public override void Compute(KernelContext context)
         {
             var tensors = Gather(context);
-            var work = new List<(int Parameter, long Start, int Length)>();
+            var work = new List<(int Parameter, long Start, int Length)>(_chunks);
             for (int i = 0; i < tensors.Length; i++)
                 for (long start = 0; start < tensors[i].Length; start += ChunkSize) work.Add((i, start, (int)Math.Min(ChunkSize, tensors[i].Length - start)));
+            _chunks = work.Count;
             context.ParallelFor(work.Count, w => RunChunk(tensors[work[w].Parameter], work[w].Parameter, work[w].Start, work[w].Length));
         }
 

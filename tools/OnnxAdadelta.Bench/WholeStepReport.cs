@@ -41,7 +41,7 @@ public static class MemoryReport
             var description = StepCase.Named(r.Case).Description;
             var update = r.Update == "fused" ? "fused op, in place" : "standard ops, ping-pong";
             var during = r.StepsPeakRssMiB < 0 ? "n/a" : r.StepsPeakRssMiB.ToString("N0", c);
-            sb.AppendLine(c, $"| {description} | {r.Parameters:N0} | {update} | {r.StateMiB:N0} | {during} | {r.PeakRssMiB:N0} | {r.StepsPerSecond:F1} |");
+            sb.AppendLine(c, $"| {description} | {r.Parameters:N0} | {update} | {r.StateMiB:N1} | {during} | {r.PeakRssMiB:N0} | {r.StepsPerSecond:F1} |");
         }
         return sb.ToString();
     }

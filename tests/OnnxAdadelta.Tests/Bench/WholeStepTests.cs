@@ -47,6 +47,8 @@ public class WholeStepTests
         var table = MemoryReport.Markdown([result], [fused], settings);
         Assert.Contains("| digits MLP 64-128-10, batch 64 | 9,610 | standard ops, ping-pong |", table);
         Assert.Contains("| digits MLP 64-128-10, batch 64 | 9,610 | fused op, in place |", table);
+        // The README's command for this table (the same measurement, all cases, each in a child process).
+        Assert.Contains("dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --memory --blocks 3", File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md")));
     }
 
     [Fact]

@@ -23,6 +23,12 @@
 //   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --quick      smoke run: fewer, shorter iterations
 //   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --check      each case a few steps, no BenchmarkDotNet;
 //                                                                             verifies results; exit code 1 on a mismatch
+//   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --whole-step [--update graph|fused] [--cases a,b] [--blocks N]
+//                                  whole training steps of the README's CNN and MLP and a 512-4096-4096-10 MLP: steps/s,
+//                                  the update's share of the step (ORT profile), peak memory; one child process per case
+//   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --memory [--cases a,b] [--blocks N]
+//                                  the same cases with the standard-op update (state ping-pong) and the fused op (state in
+//                                  place), each in its own process: state buffers and peak RSS, as README table rows
 //   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --distributed
 //                                  data-parallel training under mpirun on 1, 2 and 4 ranks (DistributedBench)
 //   dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --build-training 2000,20000,200000
@@ -44,6 +50,7 @@ if (scaling >= 0)
     return 0;
 }
 bool wholeStep = rest.Remove("--whole-step");
+bool memory = rest.Remove("--memory");
 string? Take(string flag)
 {
     int i = rest.IndexOf(flag);
@@ -54,7 +61,7 @@ string? Take(string flag)
     return v;
 }
 var stepCase = Take("--step-case");
-if (wholeStep || stepCase is not null)
+if (wholeStep || memory || stepCase is not null)
 {
     var ort = new List<string>();
     while (Take("--ort") is { } o) ort.Add(o);
@@ -68,6 +75,18 @@ if (wholeStep || stepCase is not null)
     var plotPath = Take("--plot");
     if (rest.Count > 0) throw new ArgumentException($"Unknown arguments: {string.Join(" ", rest)}");
     if (stepCase is not null) return WholeStep.RunCase(stepCase, settings, Console.Out);
+    if (memory)
+    {
+        var graph = WholeStep.RunAll(cases, settings with { Update = "graph" }, Console.Out);
+        var fused = WholeStep.RunAll(cases, settings with { Update = "fused" }, Console.Out);
+        foreach (var (r, s) in new[] { (graph, settings with { Update = "graph" }), (fused, settings with { Update = "fused" }) })
+        {
+            Console.WriteLine();
+            Console.WriteLine(WholeStepReport.Markdown(r, s));
+        }
+        Console.WriteLine(MemoryReport.Markdown(graph, fused, settings));
+        return 0;
+    }
     var results = WholeStep.RunAll(cases, settings, Console.Out);
     Console.WriteLine();
     Console.WriteLine(WholeStepReport.Markdown(results, settings));

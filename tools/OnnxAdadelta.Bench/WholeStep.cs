@@ -20,8 +20,13 @@ namespace OnnxAdadelta.Bench;
 /// <param name="RssBeforeTrainerMiB">Resident memory once the step model and data are loaded, before the ORT session.</param>
 /// <param name="PeakRssMiB">The process's peak resident memory after the timed steps (VmHWM).</param>
 /// <param name="TopOps">The op types with the most kernel time, with their shares.</param>
+/// <param name="StepsPeakRssMiB">Peak resident memory while the steps ran: VmHWM reset (Linux <c>/proc/self/clear_refs</c>)
+/// once the trainer is built, read after the timed steps; the state, the session's buffers and the steps' own peak, without
+/// the transient cost of building the step model and the session. -1 where the reset is not available.</param>
+/// <param name="StateMiB">The trainer's CPU buffers for parameters and optimizer state (<see cref="Trainer.StateMemoryBytes"/>).</param>
 public sealed record StepResult(string Case, string Update, double StepsPerSecond, double MinStepsPerSecond, double MaxStepsPerSecond,
-    int TimedSteps, double UpdateShare, int ProfiledSteps, double ProfiledStepMs, long Parameters, long RssBeforeTrainerMiB, long PeakRssMiB, string TopOps);
+    int TimedSteps, double UpdateShare, int ProfiledSteps, double ProfiledStepMs, long Parameters, long RssBeforeTrainerMiB, long PeakRssMiB, string TopOps,
+    long StepsPeakRssMiB, double StateMiB);
 
 /// <summary>
 /// Whole training steps, as <c>train</c> runs them: batch gathered from the dataset, one session run of the step model
@@ -33,7 +38,7 @@ public static class WholeStep
     private const string ResultPrefix = "RESULT ";
 
     /// <summary>Settings of one measurement.</summary>
-    /// <param name="Update">The update mode: graph (the step model's standard ops).</param>
+    /// <param name="Update">The update mode: graph (the step model's standard ops, state ping-pong) or fused (the fused op, state in place).</param>
     /// <param name="Threads">ONNX Runtime intra-op threads; null for its default.</param>
     /// <param name="Ort">Extra session settings, KEY=VALUE (see <see cref="Configure"/>).</param>
     /// <param name="Blocks">Timed blocks.</param>
@@ -72,8 +77,12 @@ public static class WholeStep
     public static int RunCase(string name, Settings settings, TextWriter output)
     {
         var c = StepCase.Named(name);
-        if (settings.Update != "graph")
-            throw new ArgumentException($"--update {settings.Update}: this build has the graph update only (the step model's standard ops).");
+        var update = settings.Update switch
+        {
+            "graph" => UpdateMode.Graph,
+            "fused" => UpdateMode.Fused,
+            _ => throw new ArgumentException($"--update {settings.Update}: expected graph or fused."),
+        };
         var (inference, dataPath) = c.Build();
         var step = StepCase.StepModel(inference);
         var data = Dataset.Open(dataPath, TrainingRun.InputSpecs(step));
@@ -82,12 +91,16 @@ public static class WholeStep
         GC.Collect();
         long before = Process.GetCurrentProcess().WorkingSet64;
 
-        var options = new TrainerOptions { Threads = settings.Threads, ConfigureSession = o => Configure(o, settings.Ort) };
+        var options = new TrainerOptions { Threads = settings.Threads, ConfigureSession = o => Configure(o, settings.Ort), Update = update };
         var rates = new List<double>();
         int timed = 0;
-        long peak;
+        long peak, stepsPeak;
+        double stateMiB;
         using (var trainer = new Trainer(step, options))
         {
+            long loadPeak = PeakRss();
+            bool reset = ResetPeakRss();
+            stateMiB = trainer.StateMemoryBytes / 1048576.0;
             // Warm-up: at least 3 steps and about half a second; it also sizes the timed blocks.
             var clock = Stopwatch.StartNew();
             int warm = 0;
@@ -101,6 +114,8 @@ public static class WholeStep
                 timed += perBlock;
             }
             peak = PeakRss();
+            stepsPeak = reset ? peak : -1;
+            peak = Math.Max(peak, loadPeak);
         }
 
         // The profile: a separate trainer, so the timed steps ran without the profiler's cost.
@@ -125,7 +140,7 @@ public static class WholeStep
 
         var sorted = rates.Order().ToList();
         var result = new StepResult(c.Name, settings.Update, sorted[sorted.Count / 2], sorted[0], sorted[^1], timed, share, profile.Runs,
-            profile.Runs > 0 ? profile.RunMicroseconds / 1000.0 / profile.Runs : 0, parameters, before >> 20, peak >> 20, top);
+            profile.Runs > 0 ? profile.RunMicroseconds / 1000.0 / profile.Runs : 0, parameters, before >> 20, peak >> 20, top, stepsPeak < 0 ? -1 : stepsPeak >> 20, stateMiB);
         output.WriteLine(ResultPrefix + JsonSerializer.Serialize(result));
         return 0;
     }
@@ -137,6 +152,21 @@ public static class WholeStep
 
     private static void Run(Trainer trainer, Dataset data, int batchSize, int steps) =>
         TrainingRun.Run(trainer, data, new TrainingRunOptions { Steps = steps, BatchSize = batchSize, Shuffle = true, Seed = 1 });
+
+    /// <summary>
+    /// Resets this process's peak resident set (VmHWM) to its current resident set by writing 5 to
+    /// <c>/proc/self/clear_refs</c> (Linux); false where that is not possible, and then the peak is that of the whole run.
+    /// </summary>
+    private static bool ResetPeakRss()
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+    }
 
     /// <summary>The peak resident set of this process (VmHWM on Linux), in bytes.</summary>
     private static long PeakRss()

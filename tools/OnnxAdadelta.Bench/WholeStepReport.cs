@@ -24,6 +24,29 @@ public static class WholeStepReport
     }
 }
 
+/// <summary>The README's peak-memory table: the same cases trained with the graph update (ping-pong) and the fused op (in place).</summary>
+public static class MemoryReport
+{
+    /// <summary>One markdown row per case and update mode: state buffers, peak RSS during the steps, peak RSS of the run, steps/s.</summary>
+    public static string Markdown(IReadOnlyList<StepResult> graph, IReadOnlyList<StepResult> fused, WholeStep.Settings settings)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine(c, $"threads: {settings.Threads?.ToString(c) ?? "ORT default"}; each case and update in its own process");
+        sb.AppendLine();
+        sb.AppendLine("| model | parameters | update | state buffers MiB | peak RSS during the steps MiB | peak RSS of the run MiB | steps/s |");
+        sb.AppendLine("|---|---:|---|---:|---:|---:|---:|");
+        foreach (var r in graph.Zip(fused).SelectMany(p => new[] { p.First, p.Second }))
+        {
+            var description = StepCase.Named(r.Case).Description;
+            var update = r.Update == "fused" ? "fused op, in place" : "standard ops, ping-pong";
+            var during = r.StepsPeakRssMiB < 0 ? "n/a" : r.StepsPeakRssMiB.ToString("N0", c);
+            sb.AppendLine(c, $"| {description} | {r.Parameters:N0} | {update} | {r.StateMiB:N1} | {during} | {r.PeakRssMiB:N0} | {r.StepsPerSecond:F1} |");
+        }
+        return sb.ToString();
+    }
+}
+
 /// <summary>The README's whole-step plot (ScottPlot 5).</summary>
 public static class WholeStepPlot
 {

@@ -225,10 +225,63 @@ public sealed class UpdateProgram
     }
 
     /// <summary>
+    /// Whether <see cref="RunElements"/> runs a compiled kernel (<see cref="UpdateKernel"/>: one pass over memory, every
+    /// instruction in registers) rather than the interpreter. False where the runtime has no dynamic code (native AOT)
+    /// or an elementwise instruction has no compiled form; the results are the same bit for bit either way.
+    /// </summary>
+    public bool IsCompiled => Kernel is not null;
+
+    private UpdateKernel.Body? Kernel => _kernelResolved ? _kernel : ResolveKernel();
+
+    private UpdateKernel.Body? _kernel;
+    private volatile bool _kernelResolved;
+
+    private UpdateKernel.Body? ResolveKernel()
+    {
+        _kernel = UpdateKernel.For(this);
+        _kernelResolved = true;
+        return _kernel;
+    }
+
+    /// <summary>
+    /// Runs the elementwise part on <paramref name="count"/> elements: with the compiled kernel in one pass (see
+    /// <see cref="IsCompiled"/>), else with <see cref="RunBlock"/> block by block. <paramref name="inputs"/> points at
+    /// each input's float32 values, <paramref name="outputs"/> at where each output goes; an output may be exactly the
+    /// memory of an input (in place), but must not partly overlap one.
+    /// </summary>
+    /// <param name="scalars">The scalar registers from <see cref="EvaluateScalars"/>.</param>
+    /// <param name="inputs">One pointer per input (<see cref="Inputs"/>).</param>
+    /// <param name="outputs">One pointer per output (1 + slots).</param>
+    /// <param name="count">Elements.</param>
+    /// <param name="scratch">At least <see cref="ScratchFloats"/> floats (used by the interpreter only).</param>
+    /// <param name="interpreted">Run the interpreter even where a compiled kernel exists (for tests and checks).</param>
+    public unsafe void RunElements(ReadOnlySpan<float> scalars, float** inputs, float** outputs, int count, float* scratch, bool interpreted = false)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (scalars.Length < ScalarRegisters) throw new ArgumentException($"{scalars.Length} scalar registers, {ScalarRegisters} needed.", nameof(scalars));
+        if (!interpreted && Kernel is { } kernel)
+        {
+            fixed (float* s = scalars) kernel(s, inputs, outputs, count);
+            return;
+        }
+        var inPtr = stackalloc float*[Inputs];
+        var outPtr = stackalloc float*[Outputs.Length];
+        for (int at = 0; at < count; at += BlockSize)
+        {
+            for (int k = 0; k < Inputs; k++) inPtr[k] = inputs[k] + at;
+            for (int o = 0; o < Outputs.Length; o++) outPtr[o] = outputs[o] + at;
+            RunBlock(scalars, inPtr, outPtr, Math.Min(BlockSize, count - at), scratch);
+        }
+    }
+
+    /// <summary>
     /// Runs the whole program on arrays (one per input, equal lengths) for the step with counter
     /// <paramref name="iterations"/>; returns the outputs (new parameter, then the slots). For checks and tests.
     /// </summary>
-    public unsafe float[][] Run(long iterations, IReadOnlyList<float[]> inputs)
+    /// <param name="iterations">The counter before the step.</param>
+    /// <param name="inputs">Parameter, gradient, slots.</param>
+    /// <param name="interpreted">Run the interpreter even where a compiled kernel exists (see <see cref="RunElements"/>).</param>
+    public unsafe float[][] Run(long iterations, IReadOnlyList<float[]> inputs, bool interpreted = false)
     {
         if (inputs.Count != Inputs) throw new ArgumentException($"{inputs.Count} inputs; the program takes {Inputs} (parameter, gradient, {string.Join(", ", Slots)}).", nameof(inputs));
         int n = inputs[0].Length;
@@ -244,12 +297,9 @@ public sealed class UpdateProgram
             var outPtr = stackalloc float*[Outputs.Length];
             fixed (float* s = scratch)
             {
-                for (int at = 0; at < n; at += BlockSize)
-                {
-                    for (int k = 0; k < Inputs; k++) inPtr[k] = (float*)pins[k].AddrOfPinnedObject() + at;
-                    for (int o = 0; o < Outputs.Length; o++) outPtr[o] = (float*)pins[Inputs + o].AddrOfPinnedObject() + at;
-                    RunBlock(scalars, inPtr, outPtr, Math.Min(BlockSize, n - at), s);
-                }
+                for (int k = 0; k < Inputs; k++) inPtr[k] = (float*)pins[k].AddrOfPinnedObject();
+                for (int o = 0; o < Outputs.Length; o++) outPtr[o] = (float*)pins[Inputs + o].AddrOfPinnedObject();
+                RunElements(scalars, inPtr, outPtr, n, s, interpreted);
             }
         }
         finally { foreach (var p in pins) p.Free(); }
@@ -285,6 +335,16 @@ public sealed class UpdateProgram
         UpdateOp.Equal => a == b ? 1f : 0f,
         _ => throw new InvalidOperationException($"{op} is not a binary or unary operation."),
     };
+
+    // The vector forms, for the compiled kernel (UpdateKernel): the very operations the interpreter runs.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] internal static Vector<float> VectorAdd(Vector<float> a, Vector<float> b) => AddOp.Apply(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] internal static Vector<float> VectorSub(Vector<float> a, Vector<float> b) => SubOp.Apply(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] internal static Vector<float> VectorMul(Vector<float> a, Vector<float> b) => MulOp.Apply(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] internal static Vector<float> VectorDiv(Vector<float> a, Vector<float> b) => DivOp.Apply(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] internal static Vector<float> VectorMax(Vector<float> a, Vector<float> b) => MaxOp.Apply(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] internal static Vector<float> VectorMin(Vector<float> a, Vector<float> b) => MinOp.Apply(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] internal static Vector<float> VectorNeg(Vector<float> a) => NegOp.Apply(a);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] internal static Vector<float> VectorSqrt(Vector<float> a) => SqrtOp.Apply(a);
 
     private interface IBinaryOp
     {
@@ -325,6 +385,7 @@ public sealed class UpdateProgram
     // max with NaN propagation and +0 > -0 (as MathF.Max): equal lanes AND their bits, NaN lanes become NaN.
     private struct MaxOp : IBinaryOp
     {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector<float> Apply(Vector<float> a, Vector<float> b)
         {
             var m = Vector.ConditionalSelect(Vector.GreaterThan(a, b), a, b);
@@ -338,6 +399,7 @@ public sealed class UpdateProgram
 
     private struct MinOp : IBinaryOp
     {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector<float> Apply(Vector<float> a, Vector<float> b)
         {
             var m = Vector.ConditionalSelect(Vector.LessThan(a, b), a, b);

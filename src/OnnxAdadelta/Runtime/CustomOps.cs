@@ -60,7 +60,15 @@ internal static unsafe class OrtNative
 public readonly record struct KernelTensor(IntPtr Data, TensorElementType ElementType, long[] Shape)
 {
     /// <summary>The number of elements.</summary>
-    public long ElementCount => Shape.Aggregate(1L, (a, d) => a * d);
+    public long ElementCount
+    {
+        get
+        {
+            long n = 1;
+            foreach (var d in Shape) n *= d;
+            return n;
+        }
+    }
 }
 
 /// <summary>What a custom kernel sees of one node at creation: its attributes.</summary>
@@ -120,7 +128,9 @@ public readonly unsafe struct KernelContext
     public KernelTensor Input(int index)
     {
         IntPtr value;
-        OrtNative.Check(((delegate* unmanaged<IntPtr, nuint, IntPtr*, IntPtr>)OrtNative.Api.KernelContext_GetInput)(_context, (nuint)index, &value), $"KernelContext_GetInput({index})");
+        // A lookup in the context: short and never blocking, so without the GC transition (as the getters in Describe).
+        var status = ((delegate* unmanaged[SuppressGCTransition]<IntPtr, nuint, IntPtr*, IntPtr>)OrtNative.Api.KernelContext_GetInput)(_context, (nuint)index, &value);
+        if (status != IntPtr.Zero) OrtNative.Check(status, $"KernelContext_GetInput({index})");
         return Describe(value);
     }
 
@@ -176,24 +186,20 @@ public readonly unsafe struct KernelContext
         catch (Exception e) { lock (work) work.Error ??= e; }
     }
 
+    // The element type and shape by reference (no allocation in ONNX Runtime) and the data pointer: two short getters,
+    // called without the GC transition (the fused op reads a few per parameter per step).
     private static KernelTensor Describe(IntPtr value)
     {
         ref readonly var api = ref OrtNative.Api;
-        IntPtr info, data;
-        OrtNative.Check(((delegate* unmanaged<IntPtr, IntPtr*, IntPtr>)api.GetTensorTypeAndShape)(value, &info), "GetTensorTypeAndShape");
-        try
-        {
-            int type;
-            nuint rank;
-            OrtNative.Check(((delegate* unmanaged<IntPtr, int*, IntPtr>)api.GetTensorElementType)(info, &type), "GetTensorElementType");
-            OrtNative.Check(((delegate* unmanaged<IntPtr, nuint*, IntPtr>)api.GetDimensionsCount)(info, &rank), "GetDimensionsCount");
-            var shape = new long[(int)rank];
-            fixed (long* dims = shape)
-                OrtNative.Check(((delegate* unmanaged<IntPtr, long*, nuint, IntPtr>)api.GetDimensions)(info, dims, rank), "GetDimensions");
-            OrtNative.Check(((delegate* unmanaged<IntPtr, IntPtr*, IntPtr>)api.GetTensorMutableData)(value, &data), "GetTensorMutableData");
-            return new KernelTensor(data, (TensorElementType)type, shape);
-        }
-        finally { ((delegate* unmanaged<IntPtr, void>)api.ReleaseTensorTypeAndShapeInfo)(info); }
+        int type;
+        long* dims;
+        nuint rank;
+        IntPtr data;
+        var status = ((delegate* unmanaged[SuppressGCTransition]<IntPtr, int*, long**, nuint*, IntPtr>)api.GetTensorElementTypeAndShapeDataReference)(value, &type, &dims, &rank);
+        if (status != IntPtr.Zero) OrtNative.Check(status, "GetTensorElementTypeAndShapeDataReference");
+        status = ((delegate* unmanaged[SuppressGCTransition]<IntPtr, IntPtr*, IntPtr>)api.GetTensorMutableData)(value, &data);
+        if (status != IntPtr.Zero) OrtNative.Check(status, "GetTensorMutableData");
+        return new KernelTensor(data, (TensorElementType)type, rank == 0 ? [] : new ReadOnlySpan<long>(dims, (int)rank).ToArray());
     }
 }
 

@@ -179,7 +179,14 @@ public static class FusedUpdate
             CustomOps.Register(options, Domain, [new CustomOpDefinition(OpType, null, info => new CpuKernel(info.GetString(ConfigAttribute)))]);
     }
 
-    private readonly record struct Tensors(KernelTensor[] In, KernelTensor[] Out, KernelTensor? Stored, KernelTensor? StoredOut, long Length);
+    // AllFloat32: every input and output float32 and no stored low-precision copy, so the kernel runs on the tensors' own memory.
+    private readonly record struct Tensors(KernelTensor[] In, KernelTensor[] Out, KernelTensor? Stored, KernelTensor? StoredOut, long Length, bool AllFloat32);
+
+    private static bool Float32(KernelTensor[] tensors)
+    {
+        foreach (var t in tensors) if (t.ElementType != TensorElementType.Float) return false;
+        return true;
+    }
 
     // What both kernels share: the node's configuration, each parameter's program, and reading the node's tensors.
     private abstract unsafe class FusedKernel : CustomOpKernel
@@ -222,7 +229,7 @@ public static class FusedUpdate
                 for (int s = 0; s < _slots; s++) outs[1 + s] = context.Output(output++, ins[2 + s].Shape);
                 KernelTensor? storedOut = null;
                 if (_parameters[i].Master) { storedOut = outs[0]; outs[0] = context.Output(output++, ins[0].Shape); }
-                tensors[i] = new Tensors(ins, outs, stored, storedOut, n);
+                tensors[i] = new Tensors(ins, outs, stored, storedOut, n, storedOut is null && Float32(ins) && Float32(outs));
                 program.EvaluateScalars(iterations, _scalars[i]);
             }
             return tensors;
@@ -237,12 +244,16 @@ public static class FusedUpdate
 
         [ThreadStatic] private static float[]? _scratch;
 
+        // The chunk count of the last call (the work list's capacity for the next).
+        private int _chunks;
+
         public override void Compute(KernelContext context)
         {
             var tensors = Gather(context);
-            var work = new List<(int Parameter, long Start, int Length)>();
+            var work = new List<(int Parameter, long Start, int Length)>(_chunks);
             for (int i = 0; i < tensors.Length; i++)
                 for (long start = 0; start < tensors[i].Length; start += ChunkSize) work.Add((i, start, (int)Math.Min(ChunkSize, tensors[i].Length - start)));
+            _chunks = work.Count;
             context.ParallelFor(work.Count, w => RunChunk(tensors[work[w].Parameter], work[w].Parameter, work[w].Start, work[w].Length));
         }
 
@@ -254,6 +265,16 @@ public static class FusedUpdate
             if (_scratch is null || _scratch.Length < need) _scratch = GC.AllocateUninitializedArray<float>(need, pinned: true);
             fixed (float* scratch = _scratch)
             {
+                if (t.AllFloat32)
+                {
+                    // Straight from the tensors to the tensors (in place where bound so), in one call.
+                    var inDirect = stackalloc float*[program.Inputs];
+                    var outDirect = stackalloc float*[outs];
+                    for (int k = 0; k < program.Inputs; k++) inDirect[k] = (float*)t.In[k].Data + start;
+                    for (int o = 0; o < outs; o++) outDirect[o] = (float*)t.Out[o].Data + start;
+                    program.RunElements(_scalars[parameter], inDirect, outDirect, length, scratch);
+                    return;
+                }
                 float* convertedIn = scratch + program.ScratchFloats;
                 float* convertedOut = convertedIn + program.Inputs * UpdateProgram.BlockSize;
                 var inPtr = stackalloc float*[program.Inputs];
@@ -265,7 +286,7 @@ public static class FusedUpdate
                         inPtr[k] = Widen(t.In[k], at, count, convertedIn + k * UpdateProgram.BlockSize);
                     for (int o = 0; o < outs; o++)
                         outPtr[o] = t.Out[o].ElementType == TensorElementType.Float ? (float*)t.Out[o].Data + at : convertedOut + o * UpdateProgram.BlockSize;
-                    program.RunBlock(_scalars[parameter], inPtr, outPtr, count, scratch);
+                    program.RunElements(_scalars[parameter], inPtr, outPtr, count, scratch);
                     for (int o = 0; o < outs; o++)
                         if (t.Out[o].ElementType != TensorElementType.Float) Narrow(outPtr[o], t.Out[o], at, count);
                     if (t.StoredOut is { } storedOut) Narrow(outPtr[0], storedOut, at, count);

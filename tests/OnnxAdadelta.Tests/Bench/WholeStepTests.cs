@@ -32,6 +32,23 @@ public class WholeStepTests
         WholeStepPlot.Save([result, result with { Case = "other", UpdateShare = 0.25 }], svg);
         Assert.Contains("<svg", File.ReadAllText(svg));
         Assert.Contains("| digits MLP 64-128-10, batch 64 | 9,610 |", WholeStepReport.Markdown([result], settings));
+        Assert.InRange(result.StepsPeakRssMiB, 1, result.PeakRssMiB);
+
+        // The same case with the fused op: parameters and slots in place, so the trainer's state buffers are half as large
+        // (parameters and two slots once instead of twice, plus the counter).
+        var fusedOutput = new StringWriter();
+        Assert.Equal(0, WholeStep.RunCase("digits-mlp", settings with { Update = "fused" }, fusedOutput));
+        var fused = JsonSerializer.Deserialize<StepResult>(fusedOutput.ToString().Split('\n').Single(l => l.StartsWith("RESULT ", StringComparison.Ordinal))["RESULT ".Length..])!;
+        Assert.Equal("fused", fused.Update);
+        Assert.InRange(fused.UpdateShare, 0.001, 0.99);
+        double parameterBytes = 3.0 * 4 * result.Parameters / 1048576;
+        Assert.InRange(result.StateMiB, 2 * parameterBytes, 2 * parameterBytes + 0.05);
+        Assert.InRange(fused.StateMiB, parameterBytes, parameterBytes + 0.05);
+        var table = MemoryReport.Markdown([result], [fused], settings);
+        Assert.Contains("| digits MLP 64-128-10, batch 64 | 9,610 | standard ops, ping-pong |", table);
+        Assert.Contains("| digits MLP 64-128-10, batch 64 | 9,610 | fused op, in place |", table);
+        // The README's command for this table (the same measurement, all cases, each in a child process).
+        Assert.Contains("dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --memory --blocks 3", File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md")));
     }
 
     [Fact]
@@ -44,8 +61,8 @@ public class WholeStepTests
         Assert.Equal(GraphOptimizationLevel.ORT_ENABLE_BASIC, options.GraphOptimizationLevel);
         Assert.False(options.EnableMemoryPattern);
         Assert.False(options.EnableCpuMemArena);
-        e = Assert.Throws<ArgumentException>(() => WholeStep.RunCase("digits-mlp", new WholeStep.Settings("fused", null, []), TextWriter.Null));
-        Assert.Contains("--update fused", e.Message);
+        e = Assert.Throws<ArgumentException>(() => WholeStep.RunCase("digits-mlp", new WholeStep.Settings("ping", null, []), TextWriter.Null));
+        Assert.Contains("--update ping: expected graph or fused", e.Message);
         Assert.Throws<ArgumentException>(() => StepCase.Named("resnet"));
     }
 }

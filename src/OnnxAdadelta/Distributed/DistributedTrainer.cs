@@ -32,9 +32,10 @@ public sealed record DistributedOptions
     public bool CheckReplicas { get; init; }
 
     /// <summary>
-    /// How the update model runs: null (the default) or <see cref="UpdateMode.Graph"/> for the step model's standard ops
-    /// with state bound ping-pong, as <c>Trainer</c>; <see cref="UpdateMode.Fused"/> for the fused op with parameters and
-    /// slots bound in place (an error where the fused op cannot run the step model's options).
+    /// How the update model runs, as <c>Trainer</c>: <see cref="UpdateMode.Fused"/> for the fused op with parameters and
+    /// slots bound in place (an error where the fused op cannot run the step model's options), <see cref="UpdateMode.Graph"/>
+    /// for the step model's standard ops with state bound ping-pong, or null (the default) for
+    /// <see cref="FusedUpdate.DefaultMode"/>: fused where the fused op runs the options, else graph.
     /// </summary>
     public UpdateMode? Update { get; init; }
 }
@@ -107,14 +108,16 @@ public sealed class DistributedTrainer : IDisposable
         // The split and the ranks' buffers read state values from initializers named as the inputs (format 1).
         stepModel = StepModelState.WithInputDefaults(stepModel);
         Model = stepModel;
-        Update = _options.Update ?? UpdateMode.Graph;
+        var info = StepModelInfo.Read(stepModel, "the model");
+        // The same default and refusal as single-process training (Trainer): fused where the fused op runs the options.
+        string? fallback = null;
+        Update = _options.Update ?? FusedUpdate.DefaultMode(info, Device.Cpu, out fallback);
         if (!Enum.IsDefined(Update)) throw new ArgumentException($"Invalid update mode: {Update} (expected Fused or Graph).");
-        // The same refusal as single-process training (Trainer), for options the fused op cannot run.
-        if (Update == UpdateMode.Fused && FusedUpdate.Unsupported(StepModelInfo.Read(stepModel, "the model"), Device.Cpu) is { } unsupported)
+        if (Update == UpdateMode.Fused && FusedUpdate.Unsupported(info, Device.Cpu) is { } unsupported)
             throw new OnnxAdadeltaException($"--update fused: not available for this run: {unsupported}; use --update graph.");
         UpdateDescription = (Update == UpdateMode.Fused
             ? $"fused ({FusedUpdate.Domain}.{FusedUpdate.OpType}, parameters and state in place)"
-            : "graph (standard ONNX ops, state ping-pong)") + "; on every rank after the all-reduce";
+            : $"graph (standard ONNX ops, state ping-pong{(fallback is null ? "" : $"; {fallback}")})") + "; on every rank after the all-reduce";
         Split = StepSplit.Apply(stepModel, Update);
         foreach (var g in Split.Gradients.Where(g => g.Type != DataType.Float))
             throw new OnnxAdadeltaException($"Gradient '{g.Name}' of parameter '{g.Parameter}' is {g.Type}; distributed training all-reduces float32 gradients only.");

@@ -16,8 +16,9 @@ public enum UpdateMode
 {
     /// <summary>
     /// The fused op <c>ai.onnxadadelta.AdadeltaUpdate</c>: one multi-tensor node updates every parameter in one pass over
-    /// memory, with parameters and state bound in place. Opt-in; not with clipnorm or global_clipnorm. On CUDA a
-    /// generated PTX kernel (<see cref="UpdatePtx"/>) that has not yet run on a GPU.
+    /// memory, with parameters and state bound in place. The default on the CPU (<see cref="FusedUpdate.DefaultMode"/>);
+    /// not with clipnorm or global_clipnorm. On CUDA, opt-in: a generated PTX kernel (<see cref="UpdatePtx"/>) that has
+    /// not yet run on a GPU.
     /// </summary>
     Fused,
 
@@ -80,6 +81,18 @@ public static class FusedUpdate
             return null;
         }
         catch (NotSupportedException e) { return e.Message; }
+    }
+
+    /// <summary>
+    /// The update mode a trainer takes when none is asked for: <see cref="UpdateMode.Fused"/> on the CPU where the fused op
+    /// can run <paramref name="info"/>'s options, else <see cref="UpdateMode.Graph"/>, with the reason in
+    /// <paramref name="why"/> (null when fused). On CUDA the fused op's kernel has not yet run on a GPU, so it stays opt-in there.
+    /// </summary>
+    public static UpdateMode DefaultMode(StepModelInfo info, Device device, out string? why)
+    {
+        ArgumentNullException.ThrowIfNull(info);
+        why = device != Device.Cpu ? "the fused op is opt-in on CUDA (--update fused)" : Unsupported(info, device);
+        return why is null ? UpdateMode.Fused : UpdateMode.Graph;
     }
 
     /// <summary>

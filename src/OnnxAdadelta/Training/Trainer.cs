@@ -36,8 +36,9 @@ public sealed record TrainerOptions
     public Action<SessionOptions>? ConfigureSession { get; init; }
 
     /// <summary>
-    /// How the update runs: null (the default) or <see cref="UpdateMode.Graph"/> for the step model's standard ops;
-    /// <see cref="UpdateMode.Fused"/> for the fused op (an error where it is not available).
+    /// How the update runs: <see cref="UpdateMode.Fused"/> for the fused op (an error where it is not available),
+    /// <see cref="UpdateMode.Graph"/> for the step model's standard ops, or null (the default) for
+    /// <see cref="FusedUpdate.DefaultMode"/>: fused on the CPU where the fused op runs the step model's options, else graph.
     /// </summary>
     public UpdateMode? Update { get; init; }
 }
@@ -113,13 +114,14 @@ public sealed class Trainer : IDisposable
         Info.ValidateState(Model, "the step model");
         Device = options.Device;
         var inits = StepModelState.Values(Model, Info);
-        // The fused op is opt-in: a C# kernel behind ORT's native custom-op interface, unverified on GPUs.
+        // The fused op is the default on the CPU where it can run the options; on CUDA (unverified on GPUs) it is opt-in.
         if (options.Update == UpdateMode.Fused && FusedUpdate.Unsupported(Info, Device) is { } unsupported)
             throw new OnnxAdadeltaException($"--update fused: not available for this run: {unsupported}; use --update graph.");
-        Update = options.Update ?? UpdateMode.Graph;
+        string? fallback = null;
+        Update = options.Update ?? FusedUpdate.DefaultMode(Info, Device, out fallback);
         UpdateDescription = Update == UpdateMode.Fused
             ? $"fused ({FusedUpdate.Domain}.{FusedUpdate.OpType}, parameters and state in place)"
-            : "graph (standard ONNX ops, state ping-pong)";
+            : $"graph (standard ONNX ops, state ping-pong{(fallback is null ? "" : $"; {fallback}")})";
         if (options.Threads is < 1) throw new ArgumentException($"Invalid thread count: {options.Threads} (expected at least 1).");
         if (options.ProfilePath is { } profile)
         {

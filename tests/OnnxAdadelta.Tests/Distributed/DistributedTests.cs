@@ -156,8 +156,8 @@ public class DistributedTests
         var step = DigitsStep("digits-mlp.onnx", new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), WeightDecay = 1e-3, UseEma = true });
         var data = Digits(step);
         var run = new TrainingRunOptions { Steps = 4, BatchSize = 30, Shuffle = true, Seed = 7 };
-        using var graph = DistributedTrainer.Simulated(step, 2, new DistributedOptions { Threads = 1 });
-        using var fused = DistributedTrainer.Simulated(step, 2, new DistributedOptions { Threads = 1, Update = UpdateMode.Fused });
+        using var graph = DistributedTrainer.Simulated(step, 2, new DistributedOptions { Threads = 1, Update = UpdateMode.Graph });
+        using var fused = DistributedTrainer.Simulated(step, 2, new DistributedOptions { Threads = 1 });
         Assert.Equal(UpdateMode.Graph, graph.Update);
         Assert.Equal(UpdateMode.Fused, fused.Update);
         Assert.Equal("fused (ai.onnxadadelta.AdadeltaUpdate, parameters and state in place); on every rank after the all-reduce", fused.UpdateDescription);
@@ -213,7 +213,10 @@ public class DistributedTests
     {
         using (var plain = new Trainer(CnnStep.Value, new TrainerOptions { Threads = 1 }))
         using (var distributed = DistributedTrainer.Simulated(CnnStep.Value, 2, new DistributedOptions { Threads = 1 }))
+        {
+            Assert.Equal(UpdateMode.Fused, plain.Update);
             Assert.Equal(plain.Update, distributed.Update);
+        }
         foreach (var optimizer in new[] { new AdadeltaOptions { ClipNorm = 0.5 }, new AdadeltaOptions { GlobalClipNorm = 1 } })
         {
             var step = DigitsStep("digits-mlp.onnx", optimizer);
@@ -226,6 +229,7 @@ public class DistributedTests
             // The graph update runs them (global_clipnorm on the reduced gradients).
             using var graph = new DistributedTrainer(step, collective, new DistributedOptions { Threads = 1 });
             Assert.Equal(UpdateMode.Graph, graph.Update);
+            Assert.Contains("needs a norm", graph.UpdateDescription);
         }
     }
 

@@ -71,6 +71,9 @@ public sealed class FusedUpdateCliTests : IDisposable
         Assert.False(File.Exists(_dir.File("x.onnx")));
         var auto = CliRunner.Run("train", graph, "--data", data, "--steps", "2", "--clipnorm", "0.5", "-o", _dir.File("y.onnx"));
         Assert.True(auto.ExitCode == 0, auto.Err);
-        Assert.Contains("update: graph (standard ONNX ops, state ping-pong)", auto.Out);
+        Assert.Contains("update: graph (standard ONNX ops, state ping-pong; clipnorm=0.5 needs a norm", auto.Out);
+        var plain = CliRunner.Run("train", graph, "--data", data, "--steps", "2", "-o", _dir.File("z.onnx"));
+        Assert.True(plain.ExitCode == 0, plain.Err);
+        Assert.Contains("update: fused (ai.onnxadadelta.AdadeltaUpdate, parameters and state in place)", plain.Out);
     }
 }

@@ -7,6 +7,7 @@ using OnnxAdadelta.Gradients;
 using OnnxAdadelta.Graphs;
 using OnnxAdadelta.Optimizers;
 using OnnxAdadelta.Reference;
+using OnnxAdadelta.Runtime;
 using OnnxAdadelta.Samples;
 using OnnxAdadelta.Tests.Optimizers;
 using OnnxAdadelta.Training;
@@ -156,20 +157,29 @@ public class FusedUpdateTests
     }
 
     [Fact]
-    public void TheDefaultIsTheGraphAndAFusedRequestTheOpCannotRunFails()
+    public void TheDefaultIsFusedWhereTheOpRunsTheOptionsElseGraphWithTheReasonAndAFusedRequestItCannotRunFails()
     {
+        using (var fused = new Trainer(TestData.StepModel()))
+        {
+            Assert.Equal(UpdateMode.Fused, fused.Update);
+            Assert.Equal("fused (ai.onnxadadelta.AdadeltaUpdate, parameters and state in place)", fused.UpdateDescription);
+        }
         var step = TestData.StepModel(new AdadeltaOptions { LearningRate = new ConstantLearningRate(1.0), ClipNorm = 0.5 });
         using (var auto = new Trainer(step))
         {
             Assert.Equal(UpdateMode.Graph, auto.Update);
-            Assert.Equal("graph (standard ONNX ops, state ping-pong)", auto.UpdateDescription);
+            Assert.StartsWith("graph (standard ONNX ops, state ping-pong; clipnorm=0.5 needs a norm", auto.UpdateDescription);
         }
+        using (var asked = new Trainer(TestData.StepModel(), new TrainerOptions { Update = UpdateMode.Graph }))
+            Assert.Equal("graph (standard ONNX ops, state ping-pong)", asked.UpdateDescription);
         var e = Assert.Throws<OnnxAdadeltaException>(() => new Trainer(step, new TrainerOptions { Update = UpdateMode.Fused }));
         Assert.StartsWith("--update fused: not available for this run: clipnorm=0.5", e.Message);
         Assert.DoesNotContain('\n', e.Message);
-        using var plain = new Trainer(TestData.StepModel(), new TrainerOptions { Update = UpdateMode.Fused });
-        Assert.Equal(UpdateMode.Fused, plain.Update);
-        Assert.StartsWith("fused (ai.onnxadadelta.AdadeltaUpdate", plain.UpdateDescription);
+        // On CUDA the kernel has not run on a GPU yet: the default there stays the graph (decided without a device).
+        Assert.Equal(UpdateMode.Graph, FusedUpdate.DefaultMode(StepModelInfo.Read(TestData.StepModel(), "step"), Device.Cuda, out var why));
+        Assert.Contains("opt-in on CUDA", why);
+        Assert.Equal(UpdateMode.Fused, FusedUpdate.DefaultMode(StepModelInfo.Read(TestData.StepModel(), "step"), Device.Cpu, out why));
+        Assert.Null(why);
     }
 
     private static void AssertSameState(Trainer expected, Trainer actual)

@@ -183,12 +183,17 @@ internal static unsafe class UpdateKernel
                     break;
                 case UpdateOp.Neg or UpdateOp.Sqrt when vector:
                     Push(i.A);
+                    il.Emit(OpCodes.Call, VectorForm(i.Op));
+                    break;
+                case UpdateOp.Less or UpdateOp.LessOrEqual or UpdateOp.Equal when vector:
+                    Push(i.A);
+                    Push(i.B);
                     il.Emit(OpCodes.Call, Op(i.Op.ToString()));
                     break;
                 case var op when vector:
                     Push(i.A);
                     Push(i.B);
-                    il.Emit(OpCodes.Call, Op(op.ToString()));
+                    il.Emit(OpCodes.Call, VectorForm(op));
                     break;
                 default:
                     // The scalar tail: the interpreter's scalar semantics (UpdateProgram.Scalar).
@@ -237,11 +242,18 @@ internal static unsafe class UpdateKernel
         il.Emit(OpCodes.Ldind_I);
     }
 
+    // The interpreter's own vector form of an arithmetic operation (UpdateProgram.VectorAdd, …).
+    private static MethodInfo VectorForm(UpdateOp op) =>
+        typeof(UpdateProgram).GetMethod("Vector" + op, BindingFlags.NonPublic | BindingFlags.Static) ?? throw new InvalidOperationException($"No vector form of {op}.");
+
     private static MethodInfo Op(string name) =>
         typeof(KernelOps).GetMethod(name, BindingFlags.Public | BindingFlags.Static) ?? throw new InvalidOperationException($"No kernel operation {name}.");
 }
 
-/// <summary>The operations a compiled kernel calls (inlined by the JIT): the interpreter's vector and scalar forms.</summary>
+/// <summary>
+/// The operations a compiled kernel calls besides the interpreter's vector forms (<c>UpdateProgram.Vector*</c>): loads,
+/// stores, broadcasts, selects, comparisons and the scalar tail (all inlined by the JIT).
+/// </summary>
 internal static unsafe class KernelOps
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector<float> Load(float* p, nint i) => Vector.Load(p + i);
@@ -263,15 +275,6 @@ internal static unsafe class KernelOps
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float WhereOne(float condition, float a, float b) => condition != 0 ? a : b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float One(int op, float a, float b) => UpdateProgram.Scalar((UpdateOp)op, a, b);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector<float> Add(Vector<float> a, Vector<float> b) => UpdateProgram.VectorAdd(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector<float> Sub(Vector<float> a, Vector<float> b) => UpdateProgram.VectorSub(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector<float> Mul(Vector<float> a, Vector<float> b) => UpdateProgram.VectorMul(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector<float> Div(Vector<float> a, Vector<float> b) => UpdateProgram.VectorDiv(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector<float> Max(Vector<float> a, Vector<float> b) => UpdateProgram.VectorMax(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector<float> Min(Vector<float> a, Vector<float> b) => UpdateProgram.VectorMin(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector<float> Neg(Vector<float> a) => UpdateProgram.VectorNeg(a);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector<float> Sqrt(Vector<float> a) => UpdateProgram.VectorSqrt(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector<float> Less(Vector<float> a, Vector<float> b) => Vector.ConditionalSelect(Vector.LessThan(a, b), Vector<float>.One, Vector<float>.Zero);

@@ -115,9 +115,9 @@ public class UpdateKernelTests
             foreach (var (op, result) in new (UpdateOp, Vector<float>)[]
             {
                 (UpdateOp.Less, KernelOps.Less(va, vb)), (UpdateOp.LessOrEqual, KernelOps.LessOrEqual(va, vb)), (UpdateOp.Equal, KernelOps.Equal(va, vb)),
-                (UpdateOp.Max, KernelOps.Max(va, vb)), (UpdateOp.Min, KernelOps.Min(va, vb)), (UpdateOp.Add, KernelOps.Add(va, vb)),
-                (UpdateOp.Sub, KernelOps.Sub(va, vb)), (UpdateOp.Mul, KernelOps.Mul(va, vb)), (UpdateOp.Div, KernelOps.Div(va, vb)),
-                (UpdateOp.Neg, KernelOps.Neg(va)), (UpdateOp.Sqrt, KernelOps.Sqrt(va)),
+                (UpdateOp.Max, UpdateProgram.VectorMax(va, vb)), (UpdateOp.Min, UpdateProgram.VectorMin(va, vb)), (UpdateOp.Add, UpdateProgram.VectorAdd(va, vb)),
+                (UpdateOp.Sub, UpdateProgram.VectorSub(va, vb)), (UpdateOp.Mul, UpdateProgram.VectorMul(va, vb)), (UpdateOp.Div, UpdateProgram.VectorDiv(va, vb)),
+                (UpdateOp.Neg, UpdateProgram.VectorNeg(va)), (UpdateOp.Sqrt, UpdateProgram.VectorSqrt(va)),
             })
                 for (int k = 0; k < w; k++)
                     Assert.True(Bits(UpdateProgram.Scalar(op, a[k], b[k])) == Bits(result[k]), $"{op}({a[k]:R}, {b[k]:R}): {result[k]:R}, scalar {UpdateProgram.Scalar(op, a[k], b[k]):R}");

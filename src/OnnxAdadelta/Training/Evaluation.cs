@@ -103,7 +103,7 @@ public static class Evaluation
         {
             var rowsOfBatch = plan.RowsForStep(step);
             var feeds = inputs.Select(i => (i.Name, Batch: data.Gather(i.Name, rowsOfBatch))).ToList();
-            var values = feeds.Select(f => ToOrtValue(f.Batch, session.InputMetadata[f.Name].ElementDataType)).ToList();
+            var values = feeds.Select(f => OrtValues.FromBytes(session.InputMetadata[f.Name].ElementDataType, f.Batch.Shape, f.Batch.Data)).ToList();
             try
             {
                 IDisposableReadOnlyCollection<OrtValue> results;
@@ -118,13 +118,6 @@ public static class Evaluation
             finally { foreach (var v in values) v.Dispose(); }
         }
         return metric.Result();
-    }
-
-    internal static OrtValue ToOrtValue((byte[] Data, long[] Shape) batch, Microsoft.ML.OnnxRuntime.Tensors.TensorElementType type)
-    {
-        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, batch.Shape);
-        batch.Data.CopyTo(value.GetTensorMutableRawData());
-        return value;
     }
 }
 

@@ -99,7 +99,7 @@ public sealed class Evaluator : IDisposable
                     // Class labels are checked before the loss reads them, as in training (ignore_index honoured).
                     if (_labels.TryGetValue(name, out var labels))
                         labels.Check(batch.Data, type == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Int32, $"the evaluation (rows {rows[0]} to {rows[^1]})");
-                    var value = Evaluation.ToOrtValue(batch, type);
+                    var value = OrtValues.FromBytes(type, batch.Shape, batch.Data);
                     feeds.Add(value);
                     binding.BindInput(name, value);
                 }

@@ -254,9 +254,7 @@ public static class GradCheck
             return OrtValue.CreateTensorValueFromMemory(System.Array.ConvertAll(a.ToFloatArray(), v => (double)v), a.Shape);
         if ((TensorProto.Types.DataType)(int)type != a.ElementType)
             throw new OnnxAdadeltaException($"Array '{name}' is {a.TypeName}; the model's input '{name}' is {type.ToString().ToLowerInvariant()}.");
-        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, a.Shape);
-        a.Data.CopyTo(value.GetTensorMutableRawData());
-        return value;
+        return OrtValues.FromBytes(type, a.Shape, a.Data);
     }
 
     private static OrtValue ParameterValue(double[] values, long[] shape, TensorElementType type, out double[] rounded)

@@ -146,7 +146,7 @@ public sealed class Trainer : IDisposable
         }
         else
         {
-            _slots = Info.State.Select(s => new Slot(s, ToOrtValue(inits[s.Input]), false)).ToArray();
+            _slots = Info.State.Select(s => new Slot(s, OrtValues.FromBytes(ElementType(inits[s.Input]), [.. inits[s.Input].Dims], inits[s.Input].ToRawBytes()), false)).ToArray();
         }
         // A negative counter was refused above by ValidateState.
         Iteration = inits[Info.Iterations.Input].ToInt64Array()[0];
@@ -650,21 +650,6 @@ public sealed class Trainer : IDisposable
         DataType.Int64 => TensorElementType.Int64,
         var other => throw new OnnxAdadeltaException($"State tensor '{t.Name}' is {other}; float32, float16, bfloat16 or int64 expected."),
     };
-
-    private static OrtValue ToOrtValue(TensorProto t)
-    {
-        var type = (DataType)t.DataType switch
-        {
-            DataType.Float => TensorElementType.Float,
-            DataType.Float16 => TensorElementType.Float16,
-            DataType.Bfloat16 => TensorElementType.BFloat16,
-            DataType.Int64 => TensorElementType.Int64,
-            var other => throw new OnnxAdadeltaException($"State tensor '{t.Name}' is {other}; float32, float16, bfloat16 or int64 expected."),
-        };
-        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, [.. t.Dims]);
-        t.ToRawBytes().CopyTo(value.GetTensorMutableRawData());
-        return value;
-    }
 
     private void DisposePingPong()
     {

@@ -198,12 +198,9 @@ public static class TrajectoryCheck
         return model;
     }
 
-    private static OrtValue ToOrt(TensorProto t) => (DataType)t.DataType switch
-    {
-        DataType.Float => OrtValue.CreateTensorValueFromMemory(t.ToFloatArray(), [.. t.Dims]),
-        DataType.Int64 => OrtValue.CreateTensorValueFromMemory(t.ToInt64Array(), [.. t.Dims]),
-        var other => throw new OnnxAdadeltaException($"State '{t.Name}' is {other}; verify --against runs float32 models."),
-    };
+    private static OrtValue ToOrt(TensorProto t) => (DataType)t.DataType is DataType.Float or DataType.Int64
+        ? OrtValues.FromTensor(t)
+        : throw new OnnxAdadeltaException($"State '{t.Name}' is {(DataType)t.DataType}; verify --against runs float32 models.");
 
     private static TensorProto FromOrt(string name, OrtValue v)
     {

@@ -49,7 +49,7 @@ public static class TrainCommand
         var threads = new Option<int?>("--threads") { Description = "ONNX Runtime intra-op threads (default: one per core)." };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "With an ONNX Runtime training model (generate_artifacts): its checkpoint, holding the parameter values." };
         var strict = new Option<bool>("--strict") { Description = "Refuse to resume a checkpoint with another data plan (data file, batch size, shuffle, seed) instead of warning." };
-        var update = new Option<UpdateMode?>("--update") { Description = "fused (one ai.onnxadadelta.AdadeltaUpdate node, state in place; the default on cpu where it runs the options) or graph (the model's standard ops; the default on cuda and with clipnorm)." };
+        var update = new Option<UpdateMode?>("--update") { Description = "fused (one ai.onnxadadelta.AdadeltaUpdate node, state in place; the default on cpu) or graph (the model's standard ops; the default on cuda)." };
         var eval = new Option<string?>("--eval") { Description = "Held-out data (any --data form): evaluate the live model on it (loss, and accuracy or MSE) every epoch or every --eval-every steps, and at the end." };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Steps between evaluations on --eval (default: once per epoch).", HelpName = "K" };
         var saveEvery = new Option<int?>("--save-every") { Description = "Write a checkpoint every K steps beside -o (NAME.stepN.onnx).", HelpName = "K" };

@@ -53,6 +53,11 @@ public enum UpdateOp : byte
     Equal,
     /// <summary>a != 0 ? b : c.</summary>
     Where,
+    /// <summary>
+    /// A scalar computed outside the program: the sum of squares a norm needs (clipnorm, global_clipnorm), which the
+    /// step computes in standard ops before the update; <c>N</c> is its index among <see cref="UpdateProgram.Reductions"/>.
+    /// </summary>
+    Reduction,
 }
 
 /// <summary>One instruction: <c>Dst = Op(A, B, C)</c>; operand flags say which operands are scalar registers.</summary>
@@ -68,8 +73,9 @@ internal readonly record struct UpdateInstruction(UpdateOp Op, UpdateValue Dst, 
 /// </summary>
 /// <remarks>
 /// Vector inputs, in order: the parameter's float32 value (or its master copy), its gradient, then its state slots in
-/// <see cref="Slots"/> order. Outputs: the new parameter, then the new value of each slot. Reductions (clipnorm,
-/// global_clipnorm) have no elementwise form and are refused with <see cref="NotSupportedException"/>.
+/// <see cref="Slots"/> order. Outputs: the new parameter, then the new value of each slot. Reductions (the sums of
+/// squares of clipnorm and global_clipnorm) have no elementwise form: each is a scalar the program reads
+/// (<see cref="UpdateOp.Reduction"/>, listed in <see cref="Reductions"/>), computed before it runs.
 /// </remarks>
 public sealed class UpdateProgram
 {
@@ -79,8 +85,9 @@ public sealed class UpdateProgram
     private readonly UpdateInstruction[] _scalar;
     private readonly UpdateInstruction[] _vector;
 
-    private UpdateProgram(List<UpdateInstruction> code, int scalars, int vectors, int inputs, IReadOnlyList<string> slots, UpdateValue[] outputs)
+    private UpdateProgram(List<UpdateInstruction> code, int scalars, int vectors, int inputs, IReadOnlyList<string> slots, UpdateValue[] outputs, IReadOnlyList<string> reductions)
     {
+        Reductions = reductions;
         _scalar = code.Where(i => i.Dst.IsScalar).ToArray();
         _vector = code.Where(i => !i.Dst.IsScalar).ToArray();
         ScalarRegisters = scalars;
@@ -92,6 +99,12 @@ public sealed class UpdateProgram
 
     /// <summary>The state slots the program reads and writes, in input and output order.</summary>
     public IReadOnlyList<string> Slots { get; }
+
+    /// <summary>
+    /// The reductions the program reads, in <see cref="UpdateOp.Reduction"/> index order: <c>clipnorm</c> (the sum of
+    /// squares of this parameter's gradient) or <c>global_clipnorm</c> (the sum over every parameter's gradient).
+    /// </summary>
+    public IReadOnlyList<string> Reductions { get; }
 
     /// <summary>The number of vector inputs: parameter, gradient, slots.</summary>
     public int Inputs { get; }
@@ -112,14 +125,11 @@ public sealed class UpdateProgram
     public int VectorInstructionCount => _vector.Length;
 
     /// <summary>Records the update of parameter <paramref name="parameter"/> under <paramref name="options"/>.</summary>
-    /// <exception cref="NotSupportedException">The options include a reduction (clipnorm or global_clipnorm).</exception>
     public static UpdateProgram Record(AdadeltaOptions options, string parameter)
     {
-        if (options.ClipNorm is { } cn) throw new NotSupportedException($"clipnorm={cn} needs a norm over the whole tensor, which the fused update does not compute.");
-        if (options.GlobalClipNorm is { } gn) throw new NotSupportedException($"global_clipnorm={gn} needs a norm over all tensors, which the fused update does not compute.");
         var chain = options.Chain();
         var slots = UpdateChain.Slots(chain);
-        var r = new Recorder();
+        var r = new Recorder(chain);
         var param = r.Input();
         var gradient = r.Input();
         var state = slots.ToDictionary(s => s, _ => r.Input(), StringComparer.Ordinal);
@@ -128,13 +138,17 @@ public sealed class UpdateProgram
         var lr = options.LearningRateAt(r, step, group);
         var result = UpdateChain.Run(r, chain, new ParameterStep<UpdateValue>(param, state, lr, parameter, r, group), gradient);
         UpdateValue[] outputs = [result.NewParameter, .. slots.Select(s => result.NewState[s])];
-        return new UpdateProgram(r.Code, r.Scalars, r.Vectors, 2 + slots.Count, slots, outputs);
+        return new UpdateProgram(r.Code, r.Scalars, r.Vectors, 2 + slots.Count, slots, outputs, r.Reductions);
     }
 
-    /// <summary>Evaluates the scalar part for the step with counter <paramref name="iterations"/> into <paramref name="scalars"/>.</summary>
-    public void EvaluateScalars(long iterations, Span<float> scalars)
+    /// <summary>
+    /// Evaluates the scalar part for the step with counter <paramref name="iterations"/> into <paramref name="scalars"/>,
+    /// with the values of the program's <see cref="Reductions"/> in <paramref name="reductions"/>.
+    /// </summary>
+    public void EvaluateScalars(long iterations, Span<float> scalars, ReadOnlySpan<float> reductions = default)
     {
         if (scalars.Length < ScalarRegisters) throw new ArgumentException($"{scalars.Length} scalar registers, {ScalarRegisters} needed.", nameof(scalars));
+        if (reductions.Length != Reductions.Count) throw new ArgumentException($"{reductions.Length} reduction values, {Reductions.Count} needed ({string.Join(", ", Reductions)}).", nameof(reductions));
         foreach (var i in _scalar)
         {
             float a = i.A.IsScalar ? scalars[i.A.Register] : 0, b = i.B.IsScalar ? scalars[i.B.Register] : 0, c = i.C.IsScalar ? scalars[i.C.Register] : 0;
@@ -144,6 +158,7 @@ public sealed class UpdateProgram
                 UpdateOp.Step => iterations,
                 UpdateOp.IsFirstStep => iterations == 0 ? 1f : 0f,
                 UpdateOp.EveryNth => (iterations + 1) % i.N == 0 ? 1f : 0f,
+                UpdateOp.Reduction => reductions[(int)i.N],
                 UpdateOp.Where => a != 0 ? b : c,
                 _ => Scalar(i.Op, a, b),
             };
@@ -460,8 +475,18 @@ public sealed class UpdateProgram
     }
 
     // ITensorMath over registers: each call appends an instruction; a result is scalar when all operands are.
-    private sealed class Recorder : ITensorMath<UpdateValue>, IStepCounter<UpdateValue>
+    private sealed class Recorder(IReadOnlyList<IUpdatePiece> chain) : ITensorMath<UpdateValue>, IStepCounter<UpdateValue>
     {
+        // The chain's pieces that reduce, in order: each SumOfSquares is the next one's (a chain holds each piece once).
+        private readonly Queue<string> _reductions = new(chain.Select(p => p switch
+        {
+            ClipByNorm => "clipnorm",
+            ClipByGlobalNorm => "global_clipnorm",
+            _ => null,
+        }).OfType<string>());
+
+        public List<string> Reductions { get; } = [];
+
         private readonly Dictionary<int, UpdateValue> _constants = [];
         private UpdateValue? _first;
         private readonly Dictionary<long, UpdateValue> _everyNth = [];
@@ -505,8 +530,13 @@ public sealed class UpdateProgram
         public UpdateValue Log(UpdateValue x) => Op(UpdateOp.Log, x);
         public UpdateValue Clip(UpdateValue x, UpdateValue lo, UpdateValue hi) => Min(Max(x, lo), hi);
 
-        public UpdateValue SumOfSquares(UpdateValue x) =>
-            throw new NotSupportedException("A sum over a tensor (a norm) has no elementwise form; the fused update does not compute it.");
+        // A sum over the tensor has no elementwise form: the program reads it as a scalar computed before it runs.
+        public UpdateValue SumOfSquares(UpdateValue x)
+        {
+            if (!_reductions.TryDequeue(out var piece)) throw new NotSupportedException("A sum of squares outside clipnorm and global_clipnorm has no form in the fused update.");
+            Reductions.Add(piece);
+            return Emit(UpdateOp.Reduction, default, default, default, true, n: Reductions.Count - 1);
+        }
 
         public UpdateValue Less(UpdateValue a, UpdateValue b) => Op(UpdateOp.Less, a, b);
         public UpdateValue LessOrEqual(UpdateValue a, UpdateValue b) => Op(UpdateOp.LessOrEqual, a, b);

@@ -17,8 +17,8 @@ public enum UpdateMode
     /// <summary>
     /// The fused op <c>ai.onnxadadelta.AdadeltaUpdate</c>: one multi-tensor node updates every parameter in one pass over
     /// memory, with parameters and state bound in place. The default on the CPU (<see cref="FusedUpdate.DefaultMode"/>);
-    /// not with clipnorm or global_clipnorm. On CUDA, opt-in: a generated PTX kernel (<see cref="UpdatePtx"/>) that has
-    /// not yet run on a GPU.
+    /// clipnorm's and global_clipnorm's sums of squares stay standard ops that the op reads. On CUDA, opt-in: a generated
+    /// PTX kernel (<see cref="UpdatePtx"/>) that has not yet run on a GPU, without clipnorm or global_clipnorm.
     /// </summary>
     Fused,
 
@@ -34,7 +34,8 @@ public enum UpdateMode
 /// </summary>
 /// <remarks>
 /// Node inputs: the iteration counter; then per parameter its float32 value (the master copy with master weights), its
-/// gradient, its slots in chain order, and with master weights the stored parameter; then every other graph output
+/// gradient, its slots in chain order, with master weights the stored parameter, and the float32 scalar sums of squares
+/// its norms read (clipnorm's ReduceSumSquare, global_clipnorm's sum over all gradients); then every other graph output
 /// (loss, outputs, running statistics) as ordering inputs the kernel does not read. Because the node waits for every
 /// value the step computes, no node reads a parameter or slot after the node has written it, so both can be bound in
 /// place. Node outputs: per parameter its next value, its slots' next values, and the next master copy.
@@ -77,6 +78,8 @@ public static class FusedUpdate
             {
                 var program = UpdateProgram.Record(options, p);
                 if (device == Device.Cuda && UpdatePtx.Unsupported(program) is { } why) return $"the fused op's CUDA kernel cannot update parameter '{p}': {why}";
+                if (device == Device.Cuda && program.Reductions.Count > 0)
+                    return $"the fused op's CUDA kernel does not read {string.Join(" and ", program.Reductions.Distinct())} sums (they stay on the GPU; the CPU kernel reads them)";
             }
             return null;
         }
@@ -135,7 +138,7 @@ public static class FusedUpdate
     {
         var options = info.Optimizer;
         var chainSlots = UpdateChain.Slots(options.Chain());
-        foreach (var p in info.Parameters) UpdateProgram.Record(options, p);
+        var programs = info.Parameters.ToDictionary(p => p, p => UpdateProgram.Record(options, p), StringComparer.Ordinal);
 
         var graph = model.Graph;
         var inputs = new List<string> { info.Iterations.Input };
@@ -158,6 +161,8 @@ public static class FusedUpdate
             }).ToList();
             int stored = chainParameter;
             if (master is not null) { stored = inputs.Count; inputs.Add(p.Input); }
+            // The sums of squares the norms need stay standard ops (ReduceSumSquare), computed before the node runs.
+            foreach (var reduction in programs[p.Input].Reductions) inputs.Add(ReductionValue(graph, options, p.Input, reduction));
             outputs.Add(p.Output);
             sources.Add(stored);
             for (int s = 0; s < chainSlots.Count; s++) { outputs.Add(slots[chainSlots[s]].Output); sources.Add(slotInputs[s]); }
@@ -178,6 +183,19 @@ public static class FusedUpdate
         if (!model.OpsetImport.Any(o => o.Domain == Domain)) model.OpsetImport.Add(new OperatorSetIdProto { Domain = Domain, Version = 1 });
         GraphPasses.RemoveDeadCode(graph);
         GraphPasses.TopologicalSort(graph);
+    }
+
+    // The step model's value holding a reduction's sum, by the names the rewrite gives them (GraphMath's scopes):
+    // clipnorm's per-parameter ReduceSumSquare, and the input of global_clipnorm's Sqrt (the sum over all parameters).
+    private static string ReductionValue(GraphProto graph, AdadeltaOptions options, string parameter, string reduction)
+    {
+        string? value = reduction switch
+        {
+            "clipnorm" => $"{options.Name}/{parameter}/clipnorm/sum_of_squares" is var sum && graph.Node.Any(n => n.OpType == "ReduceSumSquare" && n.Output.Contains(sum)) ? sum : null,
+            _ => graph.Node.FirstOrDefault(n => n.OpType == "Sqrt" && n.Output.Contains($"{options.Name}/global_clipnorm/sqrt"))?.Input[0],
+        };
+        return value ?? throw new OnnxAdadeltaException(
+            $"The step model has no {reduction} sum of squares for parameter '{parameter}' where the rewrite puts it; the fused op can't run its update (use --update graph).");
     }
 
     /// <summary>
@@ -207,6 +225,7 @@ public static class FusedUpdate
         protected readonly ConfigParameter[] _parameters;
         protected readonly UpdateProgram[] _programs;
         protected readonly float[][] _scalars;
+        private readonly float[][] _reductions;
         private readonly int _slots;
 
         protected FusedKernel(string config)
@@ -216,6 +235,7 @@ public static class FusedUpdate
             _parameters = [.. c.Parameters];
             _programs = _parameters.Select(p => UpdateProgram.Record(options, p.Name)).ToArray();
             _scalars = _programs.Select(p => new float[p.ScalarRegisters]).ToArray();
+            _reductions = _programs.Select(p => new float[p.Reductions.Count]).ToArray();
             _slots = UpdateChain.Slots(options.Chain()).Count;
         }
 
@@ -233,6 +253,14 @@ public static class FusedUpdate
                 var ins = new KernelTensor[program.Inputs];
                 for (int k = 0; k < ins.Length; k++) ins[k] = context.Input(input++);
                 KernelTensor? stored = _parameters[i].Master ? context.Input(input++) : null;
+                var reductions = _reductions[i];
+                for (int k = 0; k < reductions.Length; k++)
+                {
+                    var sum = context.Input(input++);
+                    if (sum.ElementType != TensorElementType.Float || sum.ElementCount != 1)
+                        throw new OnnxAdadeltaException($"{OpType}: the {program.Reductions[k]} sum of parameter '{_parameters[i].Name}' is {sum.ElementType}[{string.Join(",", sum.Shape)}]; a float32 scalar expected.");
+                    reductions[k] = *(float*)sum.Data;
+                }
                 var shape = (stored ?? ins[0]).Shape;
                 long n = ins[0].ElementCount;
                 for (int k = 0; k < ins.Length; k++)
@@ -243,7 +271,7 @@ public static class FusedUpdate
                 KernelTensor? storedOut = null;
                 if (_parameters[i].Master) { storedOut = outs[0]; outs[0] = context.Output(output++, ins[0].Shape); }
                 tensors[i] = new Tensors(ins, outs, stored, storedOut, n, storedOut is null && Float32(ins) && Float32(outs));
-                program.EvaluateScalars(iterations, _scalars[i]);
+                program.EvaluateScalars(iterations, _scalars[i], reductions);
             }
             return tensors;
         }

@@ -85,6 +85,11 @@ if (wholeStep || memory || stepCase is not null)
             Console.WriteLine(WholeStepReport.Markdown(r, s));
         }
         Console.WriteLine(MemoryReport.Markdown(graph, fused, settings));
+        if (plotPath is not null)
+        {
+            WholeStepPlot.Save([.. graph.Zip(fused).SelectMany(p => new[] { p.First, p.Second })], plotPath);
+            Console.WriteLine($"wrote {plotPath}");
+        }
         return 0;
     }
     var results = WholeStep.RunAll(cases, settings, Console.Out);

@@ -51,11 +51,12 @@ public static class MemoryReport
 public static class WholeStepPlot
 {
     /// <summary>
-    /// One bar per case splitting the step's kernel time (ONNX Runtime's profile) into the update and the rest
+    /// One bar per case (and per update, when the results hold both) splitting the step's kernel time (ONNX Runtime's profile) into the update and the rest
     /// (forward, loss, backward), labelled with the measured steps/s; written as SVG or PNG by the file's extension.
     /// </summary>
     public static void Save(IReadOnlyList<StepResult> results, string path)
     {
+        bool mixed = results.Select(r => r.Update).Distinct().Count() > 1;
         var plot = new ScottPlot.Plot();
         var rest = ScottPlot.Colors.SteelBlue;
         var update = ScottPlot.Colors.DarkOrange;
@@ -69,9 +70,9 @@ public static class WholeStepPlot
         plot.Add.Bars(bars);
         plot.Axes.Bottom.SetTicks(
             [.. Enumerable.Range(0, results.Count).Select(i => (double)i)],
-            [.. results.Select(r => $"{r.Case}\n{r.StepsPerSecond:G3} steps/s, {r.PeakRssMiB} MiB peak")]);
+            [.. results.Select(r => $"{(mixed ? $"{r.Case}, {r.Update}" : r.Case)}\n{r.StepsPerSecond:G3} steps/s, {r.PeakRssMiB} MiB peak")]);
         plot.Axes.SetLimitsY(0, 100);
-        plot.Title($"Whole training step ({results[0].Update} update): where the kernel time goes");
+        plot.Title(mixed ? "Whole training step, standard-op (graph) and fused update: where the kernel time goes" : $"Whole training step ({results[0].Update} update): where the kernel time goes");
         plot.YLabel("% of ONNX Runtime kernel time");
         plot.Legend.ManualItems.Add(new ScottPlot.LegendItem { LabelText = "forward + loss + backward", FillColor = rest });
         plot.Legend.ManualItems.Add(new ScottPlot.LegendItem { LabelText = "Adadelta update", FillColor = update });

@@ -48,7 +48,13 @@ public class WholeStepTests
         Assert.Contains("| digits MLP 64-128-10, batch 64 | 9,610 | standard ops, ping-pong |", table);
         Assert.Contains("| digits MLP 64-128-10, batch 64 | 9,610 | fused op, in place |", table);
         // The README's command for this table (the same measurement, all cases, each in a child process).
-        Assert.Contains("dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --memory --blocks 3", File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md")));
+        Assert.Contains("dotnet run -c Release --project tools/OnnxAdadelta.Bench -- --memory --blocks 3 --plot docs/whole-step.svg", File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md")));
+        // Both updates in one plot: one bar per case and update, labelled with the update.
+        var both = dir.File("both.svg");
+        WholeStepPlot.Save([result, fused], both);
+        var text = File.ReadAllText(both);
+        Assert.Contains("standard-op (graph) and fused update", text);
+        Assert.Contains($"{fused.Case}, fused", text);
     }
 
     [Fact]

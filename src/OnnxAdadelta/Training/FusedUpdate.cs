@@ -145,6 +145,7 @@ public static class FusedUpdate
         var outputs = new List<string>();
         var sources = new List<long>();
         var parameters = new List<ConfigParameter>();
+        GraphIndex? index = null;  // built once, and only for options with a norm
         foreach (var p in info.State.Where(s => s.Kind == StateKind.Parameter))
         {
             var slots = info.State.Where(s => s.Kind == StateKind.Slot && s.Parameter == p.Input).ToDictionary(s => s.Slot!, StringComparer.Ordinal);
@@ -162,7 +163,7 @@ public static class FusedUpdate
             int stored = chainParameter;
             if (master is not null) { stored = inputs.Count; inputs.Add(p.Input); }
             // The sums of squares the norms need stay standard ops (ReduceSumSquare), computed before the node runs.
-            foreach (var reduction in programs[p.Input].Reductions) inputs.Add(ReductionValue(graph, options, p.Input, reduction));
+            foreach (var reduction in programs[p.Input].Reductions) inputs.Add(ReductionValue(index ??= new GraphIndex(graph), options, p.Input, reduction));
             outputs.Add(p.Output);
             sources.Add(stored);
             for (int s = 0; s < chainSlots.Count; s++) { outputs.Add(slots[chainSlots[s]].Output); sources.Add(slotInputs[s]); }
@@ -187,12 +188,12 @@ public static class FusedUpdate
 
     // The step model's value holding a reduction's sum, by the names the rewrite gives them (GraphMath's scopes):
     // clipnorm's per-parameter ReduceSumSquare, and the input of global_clipnorm's Sqrt (the sum over all parameters).
-    private static string ReductionValue(GraphProto graph, AdadeltaOptions options, string parameter, string reduction)
+    private static string ReductionValue(GraphIndex index, AdadeltaOptions options, string parameter, string reduction)
     {
         string? value = reduction switch
         {
-            "clipnorm" => $"{options.Name}/{parameter}/clipnorm/sum_of_squares" is var sum && graph.Node.Any(n => n.OpType == "ReduceSumSquare" && n.Output.Contains(sum)) ? sum : null,
-            _ => graph.Node.FirstOrDefault(n => n.OpType == "Sqrt" && n.Output.Contains($"{options.Name}/global_clipnorm/sqrt"))?.Input[0],
+            "clipnorm" => $"{options.Name}/{parameter}/clipnorm/sum_of_squares" is var sum && index.Producer(sum) is { OpType: "ReduceSumSquare" } ? sum : null,
+            _ => index.Producer($"{options.Name}/global_clipnorm/sqrt") is { OpType: "Sqrt" } sqrt ? sqrt.Input[0] : null,
         };
         return value ?? throw new OnnxAdadeltaException(
             $"The step model has no {reduction} sum of squares for parameter '{parameter}' where the rewrite puts it; the fused op can't run its update (use --update graph).");
